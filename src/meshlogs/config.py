@@ -63,9 +63,7 @@ class Settings:
         "generated once and kept in DATA_DIR/jwt_secret (mode 0600). At least 32 characters.",
     )
     jwt_expiry: int = _setting(3600, "Lifetime in seconds of user access tokens.")
-    allow_signup: bool = _setting(
-        False, "Allow POST /auth/v1/signup. Off for `serve`, on for `demo`."
-    )
+    allow_signup: bool = _setting(False, "Allow POST /auth/v1/signup. Off for `serve`, on for `demo`.")
     max_line_bytes: int = _setting(
         65536,
         "Longest log message stored, in UTF-8 bytes; longer messages are truncated with a visible "
@@ -87,9 +85,7 @@ class Settings:
     log_level: str = _setting("info", "Server log level: debug, info, warning or error.")
 
     @classmethod
-    def load(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``), then apply non-None overrides.
 
         Raises:
@@ -124,9 +120,7 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"MESHLOGS_{name.upper()} must be positive")
         if self.writer_max_buffer_lines < self.writer_batch_lines:
-            raise ConfigError(
-                "MESHLOGS_WRITER_MAX_BUFFER_LINES must be >= MESHLOGS_WRITER_BATCH_LINES"
-            )
+            raise ConfigError("MESHLOGS_WRITER_MAX_BUFFER_LINES must be >= MESHLOGS_WRITER_BATCH_LINES")
         if self.writer_flush_interval <= 0:
             raise ConfigError("MESHLOGS_WRITER_FLUSH_INTERVAL must be > 0")
         if self.log_level not in {"debug", "info", "warning", "error"}:
@@ -141,8 +135,7 @@ class Settings:
     def documented(cls) -> list[tuple[str, Any, str]]:
         """``(ENV_VAR, default, help)`` for every setting, for generated docs."""
         return [
-            (ENV_PREFIX + f.name.upper(), f.default, str(f.metadata["help"]))
-            for f in dataclasses.fields(cls)
+            (ENV_PREFIX + f.name.upper(), f.default, str(f.metadata["help"])) for f in dataclasses.fields(cls)
         ]
 
 

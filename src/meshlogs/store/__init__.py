@@ -1,0 +1,3 @@
+"""SQL access to meshlogs' tables, one module per thing stored."""
+
+from __future__ import annotations
