@@ -59,7 +59,7 @@ def template_url(pg_admin_url: str) -> str:
 def create_test_database(pg_admin_url: str, template_url: str) -> str:
     name = "t_" + uuid.uuid4().hex[:12]
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f"create database {name} template {TEMPLATE}")
+        conn.execute(f"create database {name} template {TEMPLATE} strategy file_copy")
     return url_for_database(pg_admin_url, name)
 
 

@@ -9,10 +9,16 @@ grant usage on schema meshlogs to anon, authenticated, service_role;
 create or replace function meshlogs.touch_row() returns trigger language plpgsql as $$
 begin
   new.updated_at := now();
-  -- A run that reaches a final state gets its finish time, so the console can show a duration
-  -- without every writer having to remember it.
-  if tg_table_name = 'workflow_runs' and new.status in ('succeeded', 'failed', 'canceled')
-     and new.finished_at is null then
+  return new;
+end
+$$;
+
+-- A run that reaches a final state gets its finish time, so the console can show a duration without
+-- every writer having to remember it.
+create or replace function meshlogs.stamp_run_finish() returns trigger language plpgsql as $$
+begin
+  new.updated_at := now();
+  if new.status in ('succeeded', 'failed', 'canceled') and new.finished_at is null then
     new.finished_at := now();
   end if;
   return new;
@@ -102,8 +108,8 @@ create or replace trigger meshlogs_touch_projects before update on public.projec
 create or replace trigger meshlogs_touch_workflow_definitions
   before update on public.workflow_definitions
   for each row execute function meshlogs.touch_row();
-create or replace trigger meshlogs_touch_workflow_runs before update on public.workflow_runs
-  for each row execute function meshlogs.touch_row();
+create or replace trigger meshlogs_touch_workflow_runs before insert or update on public.workflow_runs
+  for each row execute function meshlogs.stamp_run_finish();
 
 -- The owner is always a member (MeshHook itself only knows projects.owner).
 create or replace function meshlogs.add_owner_member() returns trigger
