@@ -36,7 +36,8 @@ def create_user(conn: psycopg.Connection[Any], email: str, password: str) -> Use
     """Insert a confirmed user with an argon2id password hash."""
     row = conn.execute(
         "insert into auth.users (id, email, encrypted_password, email_confirmed_at, aud, role)"
-        " values (gen_random_uuid(), %s, %s, now(), 'authenticated', 'authenticated') returning id::text, email",
+        " values (gen_random_uuid(), %s, %s, now(), 'authenticated', 'authenticated')"
+        " returning id::text, email",
         (normalize_email(email), hash_password(password)),
     ).fetchone()
     assert row is not None

@@ -1,0 +1,89 @@
+"""JWT keys and tokens: what verifies, and every way a forged or broken token is refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+
+from meshlogs.auth.tokens import load_jwt_secret, mint_access_token, mint_api_key, verify_token
+from meshlogs.config import Settings
+from meshlogs.errors import TokenError
+
+SECRET = "s" * 40
+OTHER = "o" * 40
+
+
+def test_api_keys_are_stable_and_verify() -> None:
+    assert mint_api_key(SECRET, "anon") == mint_api_key(SECRET, "anon")
+    assert verify_token(SECRET, mint_api_key(SECRET, "anon"))["role"] == "anon"
+    assert verify_token(SECRET, mint_api_key(SECRET, "service_role"))["role"] == "service_role"
+    with pytest.raises(ValueError):
+        mint_api_key(SECRET, "authenticated")
+
+
+def test_access_token_claims() -> None:
+    token = mint_access_token(SECRET, user_id="u1", email="a@b.c", ttl=60)
+    claims = verify_token(SECRET, token)
+    assert (claims["sub"], claims["role"], claims["aud"], claims["email"]) == (
+        "u1",
+        "authenticated",
+        "authenticated",
+        "a@b.c",
+    )
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def _forge(claims: dict[str, object], header: dict[str, object]) -> str:
+    def b64(obj: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{b64(header)}.{b64(claims)}."
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (lambda: mint_access_token(OTHER, user_id="u", email=None, ttl=60), "signature does not match"),
+        (lambda: mint_access_token(SECRET, user_id="u", email=None, ttl=1, now=time.time() - 100), "expired"),
+        (
+            lambda: _forge({"role": "service_role", "exp": 2**40}, {"alg": "none", "typ": "JWT"}),
+            "invalid JWT",
+        ),
+        (lambda: jwt.encode({"role": "postgres", "exp": 2**40}, SECRET, algorithm="HS256"), "role claim"),
+        (lambda: jwt.encode({"role": "anon"}, SECRET, algorithm="HS256"), "missing claim 'exp'"),
+        (
+            lambda: jwt.encode(
+                {"role": "authenticated", "exp": 2**40, "aud": "authenticated"}, SECRET, algorithm="HS256"
+            ),
+            "need a sub",
+        ),
+        (
+            lambda: jwt.encode(
+                {"role": "authenticated", "sub": "u", "exp": 2**40, "aud": "other"}, SECRET, algorithm="HS256"
+            ),
+            "audience",
+        ),
+        (lambda: jwt.encode({"role": "anon", "exp": 2**40}, SECRET * 2, algorithm="HS512"), "only HS256"),
+        (lambda: "not-a-jwt", "invalid JWT"),
+        (lambda: "", "empty or oversized"),
+        (lambda: "a." * 5000, "empty or oversized"),
+    ],
+)
+def test_bad_tokens_are_refused(token: object, message: str) -> None:
+    assert callable(token)
+    with pytest.raises(TokenError, match=message):
+        verify_token(SECRET, token())
+
+
+def test_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
+    settings = Settings.load({}, data_dir=str(tmp_path))
+    first = load_jwt_secret(settings)
+    assert len(first) >= 32
+    assert load_jwt_secret(settings) == first
+    assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
+    assert load_jwt_secret(Settings.load({}, data_dir=str(tmp_path), jwt_secret=SECRET)) == SECRET
