@@ -9,6 +9,8 @@ so tests never see each other's rows, slots or publications.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,18 +33,21 @@ def url_for_database(url: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
     """Superuser URL of the session's Postgres server (``postgres`` database)."""
     dsn = os.environ.get("MESHLOGS_TEST_DSN")
     if dsn:
         yield dsn
         return
-    data_dir: Path = tmp_path_factory.mktemp("pg")
+    # Not under pytest's basetemp: pytest prunes old basetemps, which would pull the cluster out from
+    # under a concurrent session.
+    data_dir = Path(tempfile.mkdtemp(prefix="meshlogs-test-pg-"))
     server = start_embedded(data_dir, cleanup="delete")
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

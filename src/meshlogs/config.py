@@ -83,6 +83,47 @@ class Settings:
         "Writer SDK: lines buffered across all runs before write() blocks (backpressure).",
     )
     log_level: str = _setting("info", "Server log level: debug, info, warning or error.")
+    realtime_max_connections: int = _setting(
+        10000, "Realtime: most concurrent WebSocket connections; more are refused with HTTP 429."
+    )
+    realtime_max_channels: int = _setting(
+        100, "Realtime: channels per connection (the 101st join gets ChannelRateLimitReached)."
+    )
+    realtime_max_joins_per_second: int = _setting(
+        100, "Realtime: joins per connection per second; a flood closes the connection."
+    )
+    realtime_max_frame_bytes: int = _setting(
+        1048576, "Realtime: largest inbound WebSocket frame; larger ones close the socket (1009)."
+    )
+    realtime_max_pending_bytes: int = _setting(
+        8388608,
+        "Realtime: outgoing bytes queued for one connection before it counts as a slow consumer and "
+        "is closed (code 1013, 'slow consumer'); its client reconnects and backfills by seq.",
+    )
+    realtime_authz_cache_ttl: float = _setting(
+        10.0,
+        "Realtime: seconds an RLS decision per (user, run) is reused without re-checking; membership "
+        "changes invalidate it at once. 0 checks every change (needed if run_logs' policy reads more "
+        "than run_id).",
+    )
+    rest_max_rows: int = _setting(
+        1000,
+        "Most rows one GET /rest/v1 request returns (PostgREST's db-max-rows); a larger limit or "
+        "Range is capped and Content-Range shows what was returned, so clients page.",
+    )
+    rest_statement_timeout_ms: int = _setting(
+        10000, "statement_timeout for each /rest/v1 query, in milliseconds."
+    )
+    auth_token_rate_limit: int = _setting(
+        30,
+        "POST /auth/v1/token?grant_type=password and /signup attempts allowed per 5 minutes per "
+        "client IP and email (429 beyond); refresh_token grants get 5 times this per IP.",
+    )
+    refresh_token_reuse_interval: int = _setting(
+        10,
+        "Seconds during which an already-rotated refresh token may be presented again and gets the "
+        "same successor (a retry after a lost response); later reuse revokes the whole session.",
+    )
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -123,6 +164,14 @@ class Settings:
             raise ConfigError("MESHLOGS_WRITER_MAX_BUFFER_LINES must be >= MESHLOGS_WRITER_BATCH_LINES")
         if self.writer_flush_interval <= 0:
             raise ConfigError("MESHLOGS_WRITER_FLUSH_INTERVAL must be > 0")
+        if self.rest_max_rows < 1:
+            raise ConfigError("MESHLOGS_REST_MAX_ROWS must be positive")
+        if self.rest_statement_timeout_ms < 1:
+            raise ConfigError("MESHLOGS_REST_STATEMENT_TIMEOUT_MS must be positive")
+        if self.auth_token_rate_limit < 1:
+            raise ConfigError("MESHLOGS_AUTH_TOKEN_RATE_LIMIT must be positive")
+        if self.refresh_token_reuse_interval < 0:
+            raise ConfigError("MESHLOGS_REFRESH_TOKEN_REUSE_INTERVAL must be >= 0")
         if self.log_level not in {"debug", "info", "warning", "error"}:
             raise ConfigError("MESHLOGS_LOG_LEVEL must be debug, info, warning or error")
 

@@ -47,7 +47,7 @@ def update_file(path: Path, *, check: bool = False) -> bool:
             re.escape(BEGIN.format(name=name)) + r".*?" + re.escape(END.format(name=name)), re.S
         )
         block = f"{BEGIN.format(name=name)}\n{render()}\n{END.format(name=name)}"
-        new = pattern.sub(lambda _m, block=block: block, new)
+        new = pattern.sub(lambda _m: block, new)  # noqa: B023 - used at once
     if new != text and not check:
         path.write_text(new, encoding="utf-8")
     return new == text

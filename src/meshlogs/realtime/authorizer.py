@@ -119,38 +119,47 @@ class Authorizer:
     ) -> dict[str, set[int]]:
         """For each claims group, the indexes (into its candidate list) of rows it may see.
 
-        Groups run concurrently, each in at most one database round trip; a database error
-        propagates (the hub then treats the batch as undeliverable and makes channels resync,
-        never delivering unchecked rows).
+        Cached decisions are answered without awaiting; the groups that need the database run
+        concurrently, each in one round trip. A database error propagates (the hub then makes the
+        affected channels resync, never delivering unchecked rows).
         """
-        names = list(groups)
-        results = await asyncio.gather(*(self._authorize_group(*groups[n]) for n in names))
-        return dict(zip(names, results, strict=True))
-
-    async def _authorize_group(self, claims: Claims, candidates: Sequence[Candidate]) -> set[int]:
-        if claims.bypasses_rls:
-            return set(range(len(candidates)))
-        visible: set[int] = set()
-        pending: list[int] = []
+        results: dict[str, set[int]] = {}
+        pending: dict[str, tuple[Claims, Sequence[Candidate], list[int]]] = {}
         now = self._clock()
-        for i, cand in enumerate(candidates):
-            decided = self._cached(claims, cand, now)
-            if decided is None:
-                pending.append(i)
-            elif decided:
-                visible.add(i)
-        if not pending:
-            return visible
-        self.cache_misses += len(pending)
+        for name, (claims, candidates) in groups.items():
+            if claims.bypasses_rls:
+                results[name] = set(range(len(candidates)))
+                continue
+            visible: set[int] = set()
+            unknown: list[int] = []
+            for i, cand in enumerate(candidates):
+                decided = self._cached(claims, cand, now)
+                if decided is None:
+                    unknown.append(i)
+                elif decided:
+                    visible.add(i)
+            results[name] = visible
+            if unknown:
+                pending[name] = (claims, candidates, unknown)
+        if pending:
+            names = list(pending)
+            seen = await asyncio.gather(*(self._check(*pending[n], now) for n in names))
+            for name, found in zip(names, seen, strict=True):
+                results[name] |= found
+        return results
+
+    async def _check(
+        self, claims: Claims, candidates: Sequence[Candidate], unknown: list[int], now: float
+    ) -> set[int]:
+        self.cache_misses += len(unknown)
         by_table: dict[tuple[str, str, bool], list[int]] = {}
-        for i in pending:
+        for i in unknown:
             c = candidates[i]
             by_table.setdefault((c.schema, c.table, c.deleted), []).append(i)
         async with self._parallel:
             seen = await self._query(claims, candidates, by_table)
-        visible |= seen
-        self._remember(claims, (candidates[i] for i in pending), {candidates[i] for i in seen}, now)
-        return visible
+        self._remember(claims, (candidates[i] for i in unknown), {candidates[i] for i in seen}, now)
+        return seen
 
     def _cached(self, claims: Claims, cand: Candidate, now: float) -> bool | None:
         if self._cache_ttl <= 0 or cand.run_id is None or (cand.schema, cand.table) not in RUN_SCOPED:
@@ -184,31 +193,31 @@ class Authorizer:
         candidates: Sequence[Candidate],
         by_table: Mapping[tuple[str, str, bool], list[int]],
     ) -> set[int]:
-        statements: list[tuple[sql.Composable, list[Any], list[int], Callable[[Any], list[int]]]] = []
+        statements: list[tuple[sql.Composed | sql.SQL, list[Any], list[int], Callable[[Any], list[int]]]] = []
         for (schema, table, deleted), idxs in by_table.items():
             statements.append(self._statement(schema, table, deleted, [candidates[i] for i in idxs], idxs))
         visible: set[int] = set()
         self.queries += 1
-        async with self._pool.connection() as conn:
-            async with conn.transaction(force_rollback=True):
-                async with conn.pipeline():
-                    await conn.execute("set transaction read only")
-                    await conn.execute(
-                        "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-                        (claims.role, claims.claims_json()),
-                    )
-                    cursors = []
-                    for query, params, _idxs, _pick in statements:
-                        cursors.append(await conn.execute(query, params))
-                for cur, (_q, _p, _idxs, pick) in zip(cursors, statements, strict=True):
-                    rows = await cur.fetchall()
-                    visible.update(pick(rows))
+        async with self._pool.connection() as conn, conn.transaction(force_rollback=True):
+            async with conn.pipeline():
+                await conn.execute("set transaction read only")
+                await conn.execute(
+                    "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                    (claims.role, claims.claims_json()),
+                )
+                cursors = []
+                for query, params, _idxs, _pick in statements:
+                    cursors.append(await conn.execute(query, params))
+            for cur, (_q, _p, _idxs, pick) in zip(cursors, statements, strict=True):
+                rows = await cur.fetchall()
+                visible.update(pick(rows))
         return visible
 
     @staticmethod
     def _statement(
         schema: str, table: str, deleted: bool, cands: list[Candidate], idxs: list[int]
-    ) -> tuple[sql.Composable, list[Any], list[int], Callable[[Any], list[int]]]:
+    ) -> tuple[sql.Composed | sql.SQL, list[Any], list[int], Callable[[Any], list[int]]]:
+        query: sql.Composed | sql.SQL
         if deleted:
             # The row is gone; decide by what it belonged to.
             if (schema, table) in RUN_SCOPED:
