@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,13 +72,27 @@ def create_test_database(pg_admin_url: str, template_url: str) -> str:
 def drop_test_database(pg_admin_url: str, url: str) -> None:
     name = conninfo_to_dict(url)["dbname"]
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        # Temporary replication slots die with their connection; drop any leftovers explicitly.
-        conn.execute(
-            "select pg_drop_replication_slot(slot_name) from pg_replication_slots"
-            " where database = %s and not active",
-            (name,),
-        )
-        conn.execute(f"drop database if exists {name} with (force)")
+        # A server under test may have just closed its replication connection; its walsender (and
+        # temporary slot) can outlive it by a moment. Terminate them, then drop what is left.
+        deadline = time.monotonic() + 30
+        while True:
+            conn.execute(
+                "select pg_terminate_backend(active_pid) from pg_replication_slots"
+                " where database = %s and active",
+                (name,),
+            )
+            conn.execute(
+                "select pg_drop_replication_slot(slot_name) from pg_replication_slots"
+                " where database = %s and not active",
+                (name,),
+            )
+            try:
+                conn.execute(f"drop database if exists {name} with (force)")
+                return
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
 
 @pytest.fixture

@@ -28,15 +28,19 @@ async def server(db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
         yield srv
 
 
-async def subscribe_logs(client: AsyncRealtimeClient, run: str, token: str | None,
-                         received: list[dict[str, Any]]) -> tuple[Any, list[str]]:
+async def subscribe_logs(
+    client: AsyncRealtimeClient, run: str, token: str | None, received: list[dict[str, Any]]
+) -> tuple[Any, list[str]]:
     states: list[str] = []
     if token:
         await client.set_auth(token)
     channel = client.channel(f"run:{run}")
-    channel.on_postgres_changes("INSERT", lambda p: received.append(p), table="run_logs",
-                                schema="public", filter=f"run_id=eq.{run}")
-    await channel.subscribe(lambda state, err: states.append(state.value if hasattr(state, "value") else str(state)))
+    channel.on_postgres_changes(
+        "INSERT", lambda p: received.append(p), table="run_logs", schema="public", filter=f"run_id=eq.{run}"
+    )
+    await channel.subscribe(
+        lambda state, err: states.append(state.value if hasattr(state, "value") else str(state))
+    )
     return channel, states
 
 
@@ -48,12 +52,16 @@ async def wait_for(predicate: Any, timeout: float = TIMEOUT) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-async def test_subscribe_insert_in_order(server: RunningServer, world: World, db: psycopg.Connection[Any]) -> None:
+async def test_subscribe_insert_in_order(
+    server: RunningServer, world: World, db: psycopg.Connection[Any]
+) -> None:
     client = AsyncRealtimeClient(server.ws_url, server.anon_key)
     await client.connect()
     try:
         received: list[dict[str, Any]] = []
-        _channel, states = await subscribe_logs(client, world.run_a, server.user_token(world.viewer), received)
+        _channel, states = await subscribe_logs(
+            client, world.run_a, server.user_token(world.viewer), received
+        )
         assert RealtimeSubscribeStates.SUBSCRIBED.value in states, states
         append(db, world.run_a, [{"level": "info", "message": f"line {i}"} for i in range(5)])
         append(db, world.run_a, [{"level": "warn", "message": "more"}])
@@ -69,7 +77,9 @@ async def test_subscribe_insert_in_order(server: RunningServer, world: World, db
         await client.close()
 
 
-async def test_other_tenant_gets_nothing(server: RunningServer, world: World, db: psycopg.Connection[Any]) -> None:
+async def test_other_tenant_gets_nothing(
+    server: RunningServer, world: World, db: psycopg.Connection[Any]
+) -> None:
     client = AsyncRealtimeClient(server.ws_url, server.anon_key)
     await client.connect()
     try:

@@ -108,13 +108,17 @@ class Session:
         self._max_pending = max_pending_bytes
         self._wake = asyncio.Event()
         self._closing = False
+        self._slow = False
+        self._writer: asyncio.Task[None] | None = None
         self.frames_sent = 0
 
     # -- reading ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        writer = asyncio.create_task(self._write_forever(), name=f"meshlogs-ws-writer-{self.peer}")
+        writer = self._writer = asyncio.create_task(
+            self._write_forever(), name=f"meshlogs-ws-writer-{self.peer}"
+        )
         try:
             async for msg in self.ws:
                 now = loop.time()
@@ -280,17 +284,18 @@ class Session:
             self.enqueue(frame)
 
     def enqueue(self, frame: Frame) -> None:
-        if self._closing:
+        if self._closing or self._slow:
             return
         self._out.append(frame)
         self._pending += len(frame.data)
         if self._pending > self._max_pending:
+            self._slow = True
             self.gateway.stats_slow_consumers += 1
             log.warning("%s: slow consumer (%d bytes pending), disconnecting", self.peer, self._pending)
             self._out.clear()
             self._pending = 0
             asyncio.get_running_loop().create_task(
-                self.close(CLOSE_SLOW_CONSUMER, "slow consumer: resubscribe and backfill")
+                self.close(CLOSE_SLOW_CONSUMER, "slow consumer: resubscribe and backfill", timeout=10)
             )
             return
         self._wake.set()
@@ -305,12 +310,14 @@ class Session:
                 await self.ws.send_frame(frame.data, WSMsgType(frame.opcode))
                 self.frames_sent += 1
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, *, timeout: float = 2.0) -> None:
+        """Close with a code and reason; abort the transport if the client does not answer in time
+        (a stuck client must not hold the connection forever)."""
         if self._closing:
             return
         self._closing = True
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]), timeout=2)
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]), timeout=timeout)
         except (TimeoutError, ConnectionError, RuntimeError):
             transport = self.ws._req.transport if self.ws._req is not None else None  # noqa: SLF001
             if transport is not None:

@@ -1,0 +1,382 @@
+"""The gateway end to end with the official Python client: filters, RLS, tokens, revocation,
+broadcast, presence, restarts, slow consumers. Real Postgres, real sockets, real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+
+from tests.factories import World, append, make_world
+from tests.realtime.helpers import Recorder, connect, subscribe, wait_for
+from tests.support.server import RunningServer, running_server
+
+
+@pytest.fixture
+def world(db: psycopg.Connection[Any]) -> World:
+    return make_world(db)
+
+
+@pytest.fixture
+async def server(db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
+    async with running_server(db_url, tmp_path) as srv:
+        yield srv
+
+
+def lines(n: int, prefix: str = "l") -> list[dict[str, Any]]:
+    return [{"level": "info", "message": f"{prefix}{i}"} for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("flt", "expected"),
+    [
+        ("seq=gt.4", [5, 6]),
+        ("seq=gte.5", [5, 6]),
+        ("seq=lt.4", [3]),
+        ("seq=lte.3", [3]),
+        ("seq=neq.4", [3, 5, 6]),
+        ("seq=in.(3,6)", [3, 6]),
+        ("level=eq.error", [5]),
+    ],
+)
+async def test_filters(
+    server: RunningServer, world: World, db: psycopg.Connection[Any], flt: str, expected: list[int]
+) -> None:
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        _ch, rec = await subscribe(client, "f", token=server.user_token(world.viewer), filter=flt)
+        assert "SUBSCRIBED" in rec.states
+        _s, srec = await subscribe(client, "sentinel", filter=f"run_id=eq.{world.run_a}")
+        append(
+            db,
+            world.run_a,
+            [
+                {"level": "info", "message": "x"},
+                {"level": "info", "message": "y"},
+                {"level": "error", "message": "z"},
+                {"level": "info", "message": "w"},
+            ],
+        )
+        await wait_for(lambda: len(srec.changes) == 4, what="sentinel lines")
+        await asyncio.sleep(0.1)
+        assert rec.seqs() == expected
+    finally:
+        await client.close()
+
+
+async def test_unfiltered_subscription_is_filtered_by_rls(
+    server: RunningServer, world: World, db: psycopg.Connection[Any]
+) -> None:
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        _ch, viewer = await subscribe(client, "all-v", token=server.user_token(world.viewer))
+        other = await connect(server.ws_url, server.anon_key)
+        try:
+            _ch2, outsider = await subscribe(other, "all-o", token=server.user_token(world.outsider))
+            anon_client = await connect(server.ws_url, server.anon_key)
+            try:
+                _ch3, anon = await subscribe(anon_client, "all-a")
+                append(db, world.run_a, lines(2, "a"))
+                append(db, world.run_b, lines(3, "b"))
+                await wait_for(lambda: len(viewer.changes) == 2 and len(outsider.changes) == 3)
+                await asyncio.sleep(0.2)
+                assert {p["data"]["record"]["run_id"] for p in viewer.changes} == {world.run_a}
+                assert {p["data"]["record"]["run_id"] for p in outsider.changes} == {world.run_b}
+                assert anon.changes == []
+            finally:
+                await anon_client.close()
+        finally:
+            await other.close()
+    finally:
+        await client.close()
+
+
+async def test_service_role_sees_everything(
+    server: RunningServer, world: World, db: psycopg.Connection[Any]
+) -> None:
+    client = await connect(server.ws_url, server.service_key)
+    try:
+        _ch, rec = await subscribe(client, "svc")
+        append(db, world.run_a, lines(1))
+        append(db, world.run_b, lines(1))
+        await wait_for(lambda: len(rec.changes) == 2)
+    finally:
+        await client.close()
+
+
+async def test_update_of_workflow_runs_with_old_record(
+    server: RunningServer, world: World, db: psycopg.Connection[Any]
+) -> None:
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        _ch, rec = await subscribe(
+            client,
+            "status",
+            token=server.user_token(world.viewer),
+            event="UPDATE",
+            table="workflow_runs",
+            filter=f"id=eq.{world.run_a}",
+        )
+        db.execute("update workflow_runs set status = 'succeeded' where id = %s", (world.run_a,))
+        db.execute("update workflow_runs set status = 'failed' where id = %s", (world.run_b,))
+        await wait_for(lambda: len(rec.changes) == 1)
+        data = rec.changes[0]["data"]
+        assert data["type"] == "UPDATE"
+        assert (data["old_record"]["status"], data["record"]["status"]) == ("running", "succeeded")
+        assert data["record"]["finished_at"] is not None
+        await asyncio.sleep(0.2)
+        assert len(rec.changes) == 1
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("flt", "reason"),
+    [
+        ("nosuch=eq.1", "InvalidFilter"),
+        ("seq=eq.notanumber", "InvalidFilter"),
+        ("seq=like.%x%", "InvalidFilter"),
+        ("garbage", "InvalidFilter"),
+    ],
+)
+async def test_bad_filter_is_a_join_error(server: RunningServer, world: World, flt: str, reason: str) -> None:
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        _ch, rec = await subscribe(client, "bad", token=server.user_token(world.viewer), filter=flt)
+        assert "CHANNEL_ERROR" in rec.states and "SUBSCRIBED" not in rec.states, rec.states
+    finally:
+        await client.close()
+
+
+async def test_unpublished_table_is_a_join_error(server: RunningServer, world: World) -> None:
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        _ch, rec = await subscribe(client, "seq", token=server.user_token(world.viewer), table="run_log_seq")
+        assert "CHANNEL_ERROR" in rec.states and "SUBSCRIBED" not in rec.states
+    finally:
+        await client.close()
+
+
+async def test_forged_and_expired_tokens_are_refused(server: RunningServer, world: World) -> None:
+    import jwt
+
+    forged = jwt.encode(
+        {"role": "service_role", "exp": int(time.time()) + 60}, "another-secret-" * 3, algorithm="HS256"
+    )
+    expired = server.user_token(world.viewer, ttl=1, now=time.time() - 120)
+    async with aiohttp.ClientSession() as http:
+        for bad, message in ((forged, "signature"), (expired, "expired"), ("nonsense", "invalid JWT")):
+            async with http.get(f"{server.url}/realtime/v1/websocket?apikey={bad}&vsn=1.0.0") as resp:
+                assert resp.status == 401
+                assert message in (await resp.json())["error"]
+        async with http.get(f"{server.url}/realtime/v1/websocket?vsn=1.0.0") as resp:
+            assert resp.status == 401 and (await resp.json()) == {"error": "API key is missing"}
+        async with http.get(f"{server.url}/realtime/v1/websocket?apikey={server.anon_key}&vsn=3.0.0") as resp:
+            assert resp.status == 403
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        for topic, token in (("forged", forged), ("expired", expired)):
+            _ch, rec = await subscribe(client, topic, token=token, filter=f"run_id=eq.{world.run_a}")
+            assert "CHANNEL_ERROR" in rec.states and "SUBSCRIBED" not in rec.states
+    finally:
+        await client.close()
+
+
+async def test_token_refresh_reauthorizes(
+    server: RunningServer, world: World, db: psycopg.Connection[Any]
+) -> None:
+    """A channel joined as anon sees nothing; after set_auth(user token) it sees the user's rows."""
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        _ch, rec = await subscribe(client, "refresh", filter=f"run_id=eq.{world.run_a}")
+        svc = await connect(server.ws_url, server.service_key)
+        try:
+            _s, sentinel = await subscribe(svc, "s", filter=f"run_id=eq.{world.run_a}")
+            append(db, world.run_a, lines(1, "before"))
+            await wait_for(lambda: len(sentinel.changes) == 1, what="the line reaching the service role")
+        finally:
+            await svc.close()
+        await asyncio.sleep(0.1)
+        assert rec.changes == []  # anon may not read run_a
+        await client.set_auth(server.user_token(world.viewer))
+        await wait_for(lambda: any(s.get("status") == "ok" for s in rec.system[1:]), what="re-subscribed")
+        append(db, world.run_a, lines(1, "after"))
+        await wait_for(lambda: len(rec.changes) == 1)
+        assert rec.changes[0]["data"]["record"]["message"] == "after0"
+    finally:
+        await client.close()
+
+
+async def test_expiring_token_closes_the_channel(server: RunningServer, world: World) -> None:
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        _ch, rec = await subscribe(
+            client, "exp", token=server.user_token(world.viewer, ttl=2), filter=f"run_id=eq.{world.run_a}"
+        )
+        assert "SUBSCRIBED" in rec.states
+        await wait_for(
+            lambda: any("Token has expired" in e for e in rec.errors),
+            timeout=15,
+            what="the expiry reported as a channel error",
+        )
+        assert "CHANNEL_ERROR" in rec.states
+    finally:
+        await client.close()
+
+
+async def test_revocation_stops_delivery_within_one_second(
+    server: RunningServer, world: World, db: psycopg.Connection[Any]
+) -> None:
+    client = await connect(server.ws_url, server.anon_key)
+    svc = await connect(server.ws_url, server.service_key)
+    try:
+        _ch, viewer = await subscribe(
+            client, "rev", token=server.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
+        )
+        _s, sentinel = await subscribe(svc, "rev-s", filter=f"run_id=eq.{world.run_a}")
+        append(db, world.run_a, lines(3, "ok"))
+        await wait_for(lambda: len(viewer.changes) == 3)
+        db.execute("delete from project_members where user_id = %s", (world.viewer,))
+        revoked_at = time.monotonic()
+        # Lines written right after the revocation commits are never delivered to the viewer.
+        append(db, world.run_a, lines(5, "after"))
+        await wait_for(lambda: len(sentinel.changes) == 8)
+        await asyncio.sleep(0.3)
+        assert [p["data"]["record"]["message"] for p in viewer.changes] == ["ok0", "ok1", "ok2"]
+        assert time.monotonic() - revoked_at < 10  # generous: this is not a timing test
+    finally:
+        await client.close()
+        await svc.close()
+
+
+async def test_broadcast_with_ack_and_self(server: RunningServer) -> None:
+    a = await connect(server.ws_url, server.anon_key)
+    b = await connect(server.ws_url, server.anon_key)
+    try:
+        got_a: list[dict[str, Any]] = []
+        got_b: list[dict[str, Any]] = []
+        cha = a.channel(
+            "room",
+            {
+                "config": {
+                    "broadcast": {"ack": True, "self": True},
+                    "presence": {"key": "", "enabled": False},
+                    "private": False,
+                }
+            },
+        )
+        cha.on_broadcast("ping", lambda p: got_a.append(p))
+        await cha.subscribe()
+        chb = b.channel(
+            "room",
+            {
+                "config": {
+                    "broadcast": {"ack": False, "self": False},
+                    "presence": {"key": "", "enabled": False},
+                    "private": False,
+                }
+            },
+        )
+        chb.on_broadcast("ping", lambda p: got_b.append(p))
+        await chb.subscribe()
+        await cha.send_broadcast("ping", {"n": 1})  # acked: returns after the server's reply
+        await wait_for(lambda: len(got_a) == 1 and len(got_b) == 1)
+        assert got_b[0]["payload"] == {"n": 1} and got_b[0]["event"] == "ping"
+        await chb.send_broadcast("ping", {"n": 2})  # b has self: false
+        await wait_for(lambda: len(got_a) == 2)
+        await asyncio.sleep(0.1)
+        assert len(got_b) == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_presence_sync(server: RunningServer) -> None:
+    a = await connect(server.ws_url, server.anon_key)
+    b = await connect(server.ws_url, server.anon_key)
+    try:
+        cha = a.channel(
+            "lobby",
+            {
+                "config": {
+                    "broadcast": {"ack": False, "self": False},
+                    "presence": {"key": "alice", "enabled": True},
+                    "private": False,
+                }
+            },
+        )
+        synced: list[int] = []
+        cha.on_presence_sync(lambda: synced.append(1))
+        await cha.subscribe()
+        await cha.track({"status": "watching"})
+        chb = b.channel(
+            "lobby",
+            {
+                "config": {
+                    "broadcast": {"ack": False, "self": False},
+                    "presence": {"key": "bob", "enabled": True},
+                    "private": False,
+                }
+            },
+        )
+        chb.on_presence_sync(lambda: None)
+        await chb.subscribe()
+        await chb.track({"status": "idle"})
+        await wait_for(lambda: set(cha.presence_state()) == {"alice", "bob"}, what="presence of both")
+        await wait_for(lambda: set(chb.presence_state()) == {"alice", "bob"})
+        await chb.untrack()
+        await wait_for(lambda: set(cha.presence_state()) == {"alice"})
+        assert synced
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_slow_consumer_is_disconnected_with_a_reason(
+    db_url: str, tmp_path: Path, world: World, db: psycopg.Connection[Any]
+) -> None:
+    async with running_server(db_url, tmp_path, realtime_max_pending_bytes=256 * 1024) as server:
+        async with aiohttp.ClientSession() as http:
+            url = f"{server.url}/realtime/v1/websocket?apikey={server.service_key}&vsn=1.0.0"
+            async with http.ws_connect(url, max_msg_size=0) as ws:
+                join = {
+                    "topic": "realtime:slow",
+                    "event": "phx_join",
+                    "ref": "1",
+                    "join_ref": "1",
+                    "payload": {
+                        "config": {
+                            "postgres_changes": [{"event": "INSERT", "schema": "public", "table": "run_logs"}]
+                        }
+                    },
+                }
+                await ws.send_str(json.dumps(join))
+                reply = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+                assert reply["payload"]["status"] == "ok"
+                # Stop reading; write far more than kernel buffers and the bound can hold.
+                big = [{"level": "info", "message": "x" * 60_000} for _ in range(20)]
+                for _ in range(20):
+                    append(db, world.run_a, big)
+                gateway = server.app[__import__("meshlogs.realtime.gateway", fromlist=["GATEWAY"]).GATEWAY]
+                await wait_for(lambda: gateway.stats_slow_consumers == 1, what="slow consumer detected")
+                # Draining now ends with the close frame carrying the reason.
+                close = None
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    msg = await asyncio.wait_for(ws.receive(), 20)
+                    if msg.type in (
+                        aiohttp.WSMsgType.CLOSE,
+                        aiohttp.WSMsgType.CLOSED,
+                        aiohttp.WSMsgType.CLOSING,
+                    ):
+                        close = msg
+                        break
+                assert close is not None and close.type is aiohttp.WSMsgType.CLOSE
+                assert close.data == 1013 and "slow consumer" in close.extra
