@@ -9,7 +9,8 @@ import { escapeLike } from './search';
 import { toLogRow, type LogRow, type ProjectRow, type RunRow, type WorkflowRow } from './types';
 
 /** Lines per backfill / download request. */
-export const PAGE_SIZE = 5000;
+/** Rows asked for per page; servers may return fewer (max-rows), so paging ends on an empty page. */
+export const PAGE_SIZE = 1000;
 /** Ids per `in.(…)` filter, to keep URLs short. */
 const IN_CHUNK = 100;
 
@@ -119,7 +120,7 @@ export async function fetchAllLogs(
 		const page = await fetchLogPage(client, runId, after, PAGE_SIZE);
 		for (const row of page) all.push(row);
 		onProgress?.(all.length);
-		if (page.length < PAGE_SIZE) return all;
+		if (page.length === 0) return all;
 		after = page[page.length - 1].seq;
 	}
 }

@@ -273,7 +273,9 @@ export class LogStream {
 			const { appended, fromInput } = this.merger.addBackfill(page);
 			total += fromInput;
 			if (appended.length) this.events.rows(appended);
-			if (page.length >= this.pageSize) continue;
+			// Servers cap page sizes (PostgREST's max-rows: 1000 on Supabase and meshlogs), so a
+			// page shorter than asked for does not mean the end: only an empty page does.
+			if (page.length > 0) continue;
 			// Live rows beyond what the table showed us a moment ago: look once more.
 			if (this.merger.hasHole && ++extraRounds <= 3) continue;
 			return total;
