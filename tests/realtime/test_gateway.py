@@ -380,3 +380,32 @@ async def test_slow_consumer_is_disconnected_with_a_reason(
                         break
                 assert close is not None and close.type is aiohttp.WSMsgType.CLOSE
                 assert close.data == 1013 and "slow consumer" in close.extra
+
+
+async def test_stream_loss_makes_channels_resync(
+    server: RunningServer, world: World, db: psycopg.Connection[Any]
+) -> None:
+    """The replication stream breaks: subscribers are told (phx_error), rejoin by themselves, and
+    receive what is written after; nothing pretends the gap did not happen."""
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        _ch, rec = await subscribe(
+            client, "reset", token=server.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
+        )
+        append(db, world.run_a, lines(1, "before"))
+        await wait_for(lambda: len(rec.changes) == 1)
+        killed = db.execute(
+            "select count(pg_terminate_backend(active_pid)) from pg_replication_slots"
+            " where database = current_database() and active"
+        ).fetchone()
+        assert killed == (1,)
+        await wait_for(lambda: "CHANNEL_ERROR" in rec.states, what="the channel erroring")
+        await wait_for(lambda: rec.states.count("SUBSCRIBED") >= 2, what="the client rejoining")
+        from meshlogs.realtime.gateway import GATEWAY
+
+        assert server.app[GATEWAY].hub.stats.resets == 1
+        append(db, world.run_a, lines(1, "after"))
+        await wait_for(lambda: len(rec.changes) == 2)
+        assert [p["data"]["record"]["message"] for p in rec.changes] == ["before0", "after0"]
+    finally:
+        await client.close()

@@ -37,9 +37,10 @@ class RunningServer:
 
 @contextlib.asynccontextmanager
 async def running_server(db_url: str, data_dir: Path, **overrides: Any) -> AsyncIterator[RunningServer]:
-    settings = Settings.load({}, data_dir=str(data_dir), jwt_secret=SECRET, port=0, **overrides)
+    overrides.setdefault("port", 0)
+    settings = Settings.load({}, data_dir=str(data_dir), jwt_secret=SECRET, **overrides)
     app = create_app(settings, db_url, SECRET)
-    async with serve_app(app, "127.0.0.1", 0) as port:
+    async with serve_app(app, "127.0.0.1", settings.port) as port:
         yield RunningServer(
             url=f"http://127.0.0.1:{port}",
             app=app,
