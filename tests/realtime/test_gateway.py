@@ -409,3 +409,35 @@ async def test_stream_loss_makes_channels_resync(
         assert [p["data"]["record"]["message"] for p in rec.changes] == ["before0", "after0"]
     finally:
         await client.close()
+
+
+async def test_metrics_and_readiness(
+    server: RunningServer, world: World, db: psycopg.Connection[Any]
+) -> None:
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        _ch, rec = await subscribe(
+            client, "m", token=server.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
+        )
+        append(db, world.run_a, lines(3))
+        await wait_for(lambda: len(rec.changes) == 3)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/metrics") as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            async with http.get(f"{server.url}/readyz") as resp:
+                assert resp.status == 200
+                assert (await resp.json())["checks"] == {"database": "ok", "capture": "ok"}
+        values = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
+        assert values["meshlogs_realtime_connections"] == 1
+        assert values["meshlogs_realtime_messages_total"] >= 3
+        assert values["meshlogs_realtime_joins_total"] >= 1
+        assert values["meshlogs_capture_ready"] == 1
+        assert values["meshlogs_delivery_lag_seconds_count"] >= 1
+        assert values["meshlogs_authz_queries_total"] >= 1
+    finally:
+        await client.close()

@@ -31,6 +31,7 @@ from meshlogs.realtime.session import Session
 from meshlogs.realtime.topics import TopicRegistry
 from meshlogs.server.app import READINESS_PROBES
 from meshlogs.server.keys import DATABASE_URL, JWT_SECRET, POOL, SETTINGS
+from meshlogs.server.metrics import METRICS
 
 __all__ = ["GATEWAY", "Gateway", "add_routes"]
 
@@ -55,6 +56,7 @@ class Gateway:
         self.stats_joins = 0
         self.stats_slow_consumers = 0
         self.stats_connections = 0
+        self.stats_bytes_closed = 0  # bytes sent by connections that are gone
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -113,6 +115,7 @@ class Gateway:
             await session.run()
         finally:
             self.sessions.discard(session)
+            self.stats_bytes_closed += session.bytes_sent
         return ws
 
 
@@ -132,7 +135,7 @@ def add_routes(app: web.Application, *, source: ChangeSource | None = None) -> N
         change_source = source or ReplicationSource(app[DATABASE_URL])
         catalog = Catalog(pool)
         authorizer = Authorizer(pool, cache_ttl=settings.realtime_authz_cache_ttl)
-        hub = Hub(change_source, authorizer, catalog)
+        hub = Hub(change_source, authorizer, catalog, observe_lag=app[METRICS].commit_lag.observe)
         gateway = Gateway(settings, app[JWT_SECRET], hub, catalog)
         await gateway.start()
         app[GATEWAY] = gateway

@@ -24,8 +24,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from meshlogs.capture.source import ChangeEvent, ChangeSource, StreamReset
@@ -62,7 +62,6 @@ class HubStats:
     resets: int = 0
     authz_failures: int = 0
     last_commit_lag: float | None = None
-    lag_samples: list[float] = field(default_factory=list)
 
 
 class Hub:
@@ -85,6 +84,7 @@ class Hub:
         *,
         max_batch_changes: int = 5000,
         queue_size: int = 256,
+        observe_lag: Callable[[float], None] | None = None,
     ) -> None:
         self.source = source
         self.authorizer = authorizer
@@ -92,6 +92,7 @@ class Hub:
         self.index = SubscriptionIndex()
         self.stats = HubStats()
         self._max_batch = max_batch_changes
+        self._observe_lag = observe_lag
         self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue(queue_size)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -182,6 +183,8 @@ class Hub:
             self.stats.changes += len(tx.changes)
             lag = time.time() - tx.commit_time.timestamp()
             self.stats.last_commit_lag = lag
+            if self._observe_lag is not None:
+                self._observe_lag(lag)
             for change in tx.changes:
                 self._invalidate(change)
                 if not self.catalog.is_published(change.schema, change.table):

@@ -111,6 +111,7 @@ class Session:
         self._slow = False
         self._writer: asyncio.Task[None] | None = None
         self.frames_sent = 0
+        self.bytes_sent = 0
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -309,6 +310,7 @@ class Session:
                 self._pending -= len(frame.data)
                 await self.ws.send_frame(frame.data, WSMsgType(frame.opcode))
                 self.frames_sent += 1
+                self.bytes_sent += len(frame.data)
 
     async def close(self, code: int, reason: str, *, timeout: float = 2.0) -> None:
         """Close with a code and reason; abort the transport if the client does not answer in time

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from meshlogs.config import Settings
 from meshlogs.server.console import add_console_routes
 from meshlogs.server.keys import DATABASE_URL, JWT_SECRET, POOL, SETTINGS
+from meshlogs.server.metrics import add_metrics_route
 
 __all__ = ["READINESS_PROBES", "create_app"]
 
@@ -103,6 +104,7 @@ def create_app(
     app.cleanup_ctx.append(pool_ctx)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    add_metrics_route(app)
     _add_optional_routes(app)
     add_console_routes(app)
     return app
