@@ -349,7 +349,7 @@ def decode(
             if tag in _STREAMING_TAGS:
                 raise DecodeError(f"pgoutput message {chr(tag)!r} needs protocol version 2 or later")
             raise DecodeError(f"unknown pgoutput message kind {_show_tag(tag)}")
-        reader = _Reader(buf, _name_of(tag))
+        reader = _Reader(buf)
         message = parse(reader)
         if reader.pos != size:
             raise DecodeError(f"{reader.what} message has {size - reader.pos} trailing bytes")
@@ -363,13 +363,17 @@ def decode(
 class _Reader:
     """Cursor over one complete message; every read checks the remaining length."""
 
-    __slots__ = ("buf", "end", "pos", "what")
+    __slots__ = ("buf", "end", "pos")
 
-    def __init__(self, buf: bytes, what: str) -> None:
+    def __init__(self, buf: bytes) -> None:
         self.buf = buf
         self.pos = 1  # after the tag byte
         self.end = len(buf)
-        self.what = what
+
+    @property
+    def what(self) -> str:
+        """The message's name, for error messages (computed only when one is raised)."""
+        return _name_of(self.buf[0])
 
     def need(self, n: int) -> int:
         pos = self.pos

@@ -6,10 +6,17 @@ changes may have been missed. :class:`ReplicationSource` is the real implementat
 replication stream (pgoutput, proto_version 1) on a TEMPORARY slot, decoded by the pure modules of
 this package.
 
-Transport (chosen by measurement, see ``bench/capture_bench.py``): psycopg 3 with
+Transport (chosen by measurement, ``bench/capture_bench.py``): psycopg 3 with
 ``replication=database`` for the setup commands, then libpq's COPY BOTH calls on the same
-connection (``get_copy_data`` / ``put_copy_data``), woken by ``loop.add_reader`` on its socket. No
-thread, no second driver: the decode runs on the event loop, and backpressure is simply not reading.
+connection (``get_copy_data`` / ``put_copy_data``) from a reader callback registered with
+``loop.add_reader``. Against the alternative (psycopg2 ``LogicalReplicationConnection`` in a thread
+feeding the loop, same decoders), on the project's shared 2-core machine: commit → Transaction
+latency p50 0.29-0.41 ms vs 0.41-0.53 ms; raw transport cost the same (2-3 µs per message each);
+whole-pipeline CPU 12-17 µs per row vs 11-15 (the difference is our per-message bookkeeping);
+event-loop lag p99 during a 50,000-row transaction 3-7 ms vs 7-10 ms (the thread holds the GIL for
+whole switch intervals). So: no thread, no second driver, no cross-thread hand-off, and
+backpressure is simply not reading. The reader drains at most 256 messages per callback before
+letting other callbacks run, which is what bounds the loop lag.
 
 Guarantees and policies:
 
@@ -38,7 +45,9 @@ Guarantees and policies:
   so the server answers with a keepalive; hearing nothing for ``receive_timeout`` seconds while
   reading counts as a broken stream. Keepalives that request a reply are answered at once.
 - **Clean shutdown.** :meth:`close` ends the iteration and drops the connection; the temporary slot
-  goes with it.
+  goes with it. (A Postgres shutting down waits for its walsender, which waits for us to confirm
+  what it sent: that happens at once when the consumer is caught up, otherwise after the consumer
+  acknowledges or ``wal_sender_timeout``.)
 """
 
 from __future__ import annotations
@@ -189,7 +198,10 @@ class ChangeSource(Protocol):
 
     def __aiter__(self) -> AsyncIterator[ChangeEvent]: ...
 
-    async def __anext__(self) -> ChangeEvent: ...
+    async def __anext__(self) -> ChangeEvent:
+        """The next event. Ends after close(), or if the source died of an unexpected error
+        (``status.state`` is then CLOSED and ``status.last_error`` says why)."""
+        ...
 
     def ack(self, tx: Transaction) -> None:
         """Declare ``tx`` and everything before it handled (only needed with ``auto_ack=False``)."""
@@ -343,6 +355,28 @@ class ReplicationSource:
         self._session = session
         self._state = SourceState.STREAMING
         self._task = asyncio.create_task(self._run(session), name=f"capture {session.slot}")
+        self._task.add_done_callback(self._on_run_done)
+
+    def _on_run_done(self, task: asyncio.Task[None]) -> None:
+        """``_run`` only ends by cancellation (close()); anything else is a bug: end the iteration
+        loudly rather than leave the consumer waiting forever."""
+        if task.cancelled() or self._closed:
+            return
+        exc = task.exception()
+        log.error("change capture stopped", exc_info=exc)
+        self._last_error = f"change capture stopped: {_describe(exc) if exc else 'no reason'}"
+        self._state = SourceState.CLOSED
+        self._task = None
+        self._end_iteration()
+
+    def _end_iteration(self) -> None:
+        """Drop undelivered events and wake the consumer with the end of the iteration."""
+        if not self._closed:
+            self._closed = True
+            self._overflow.clear()
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(_CLOSED)
 
     async def close(self) -> None:
         self._state = SourceState.CLOSED
@@ -352,12 +386,7 @@ class ReplicationSource:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._drop_session()
-        if not self._closed:
-            self._closed = True
-            self._overflow.clear()
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._queue.put_nowait(_CLOSED)
+        self._end_iteration()
 
     def __aiter__(self) -> AsyncIterator[ChangeEvent]:
         return self
@@ -438,8 +467,8 @@ class ReplicationSource:
             session, attempts = await self._reconnect(first_attempt=0 if stable else 2)
             self._resets += 1
             log.info("replication stream back on slot %s after %d attempt(s)", session.slot, attempts)
-            # Queued by the new session's reader before anything it reads, while its status
-            # updates already flow (a slow consumer must not get the new stream timed out).
+            # Delivered by the new session before it reads anything; if the queue is full it waits
+            # in the overflow while the session's status updates already keep the stream alive.
             first = StreamReset(reason, self._last_delivered, session.consistent_point, attempts)
 
     async def _reconnect(self, *, first_attempt: int) -> tuple[_Session, int]:
@@ -454,6 +483,9 @@ class ReplicationSource:
             except ReplicationError as exc:
                 self._last_error = str(exc)
                 log.warning("reconnecting replication stream failed (attempt %d): %s", tries, exc)
+            except Exception as exc:  # a bug must not stop the retries
+                self._last_error = f"reconnecting failed: {_describe(exc)}"
+                log.exception("reconnecting replication stream failed (attempt %d)", tries)
             attempt += 1
 
     async def _connect(self) -> _Session:
@@ -620,16 +652,17 @@ class ReplicationSource:
 
     def _handle(self, session: _Session, builder: TxBuilder, data: memoryview) -> tuple[Transaction, ...]:
         message = walproto.parse(data, max_size=self._max_message_size + 25)
-        if isinstance(message, walproto.Keepalive):
-            self._wal_end = message.wal_end
+        self._wal_end = message.wal_end
+        if message.__class__ is walproto.Keepalive:
+            assert isinstance(message, walproto.Keepalive)
             if not builder.in_transaction and message.wal_end > self._idle:
                 self._idle = message.wal_end
             if message.reply_requested:
                 self._send_status(session, reply=False)
             return ()
-        if message.data_start > self._received:
+        assert isinstance(message, walproto.XLogData)
+        if message.data_start.value > self._received.value:  # ints: this runs once per row
             self._received = message.data_start
-        self._wal_end = message.wal_end
         payload = message.payload
         txs = builder.receive(pgoutput.decode(payload, max_size=self._max_message_size), len(payload))
         if not txs:

@@ -126,6 +126,11 @@ class Hub:
     async def _read(self) -> None:
         async for event in self.source:
             await self._queue.put(event)
+        # The source only ends on close() or a bug it could not recover from: either way nothing
+        # more will arrive, so nobody may believe they are live.
+        status = self.source.status
+        log.error("change source ended (%s: %s); subscribers resync", status.state.value, status.last_error)
+        self.resync_all("change stream ended; resubscribe and backfill")
 
     async def _process_forever(self) -> None:
         while True:
