@@ -220,3 +220,10 @@ def test_empty_batch_returns_last_seq(db: psycopg.Connection[Any], run: str) -> 
     assert append(db, run, []) == 0
     append(db, run, [{"level": "info", "message": "x"}])
     assert append(db, run, []) == 1
+
+
+def test_deleting_a_run_deletes_its_lines(db: psycopg.Connection[Any], run: str) -> None:
+    append(db, run, [{"level": "info", "message": "x"}] * 3)
+    db.execute("delete from workflow_runs where id = %s", (run,))
+    assert db.execute("select count(*) from run_logs where run_id = %s", (run,)).fetchone() == (0,)
+    assert db.execute("select count(*) from run_log_seq where run_id = %s", (run,)).fetchone() == (0,)

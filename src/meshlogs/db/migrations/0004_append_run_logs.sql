@@ -133,7 +133,8 @@ begin
            coalesce((e.l ->> 'ts')::timestamptz, now()),
            e.l ->> 'level',
            e.l ->> 'step',
-           meshlogs.truncate_message(e.l ->> 'message', v_max),
+           case when octet_length(e.l ->> 'message') <= v_max then e.l ->> 'message'
+                else meshlogs.truncate_message(e.l ->> 'message', v_max) end,
            coalesce(nullif(e.l -> 'attrs', 'null'::jsonb), '{}'::jsonb)
     from jsonb_array_elements(p_lines) with ordinality as e(l, ord);
   exception when invalid_datetime_format or datetime_field_overflow
