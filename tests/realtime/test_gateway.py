@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.factories import World, append, make_world
-from tests.realtime.helpers import Recorder, connect, subscribe, wait_for
+from tests.realtime.helpers import connect, subscribe, wait_for
 from tests.support.server import RunningServer, running_server
 
 
@@ -342,44 +342,46 @@ async def test_presence_sync(server: RunningServer) -> None:
 async def test_slow_consumer_is_disconnected_with_a_reason(
     db_url: str, tmp_path: Path, world: World, db: psycopg.Connection[Any]
 ) -> None:
-    async with running_server(db_url, tmp_path, realtime_max_pending_bytes=256 * 1024) as server:
-        async with aiohttp.ClientSession() as http:
-            url = f"{server.url}/realtime/v1/websocket?apikey={server.service_key}&vsn=1.0.0"
-            async with http.ws_connect(url, max_msg_size=0) as ws:
-                join = {
-                    "topic": "realtime:slow",
-                    "event": "phx_join",
-                    "ref": "1",
-                    "join_ref": "1",
-                    "payload": {
-                        "config": {
-                            "postgres_changes": [{"event": "INSERT", "schema": "public", "table": "run_logs"}]
-                        }
-                    },
-                }
-                await ws.send_str(json.dumps(join))
-                reply = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
-                assert reply["payload"]["status"] == "ok"
-                # Stop reading; write far more than kernel buffers and the bound can hold.
-                big = [{"level": "info", "message": "x" * 60_000} for _ in range(20)]
-                for _ in range(20):
-                    append(db, world.run_a, big)
-                gateway = server.app[__import__("meshlogs.realtime.gateway", fromlist=["GATEWAY"]).GATEWAY]
-                await wait_for(lambda: gateway.stats_slow_consumers == 1, what="slow consumer detected")
-                # Draining now ends with the close frame carrying the reason.
-                close = None
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline:
-                    msg = await asyncio.wait_for(ws.receive(), 20)
-                    if msg.type in (
-                        aiohttp.WSMsgType.CLOSE,
-                        aiohttp.WSMsgType.CLOSED,
-                        aiohttp.WSMsgType.CLOSING,
-                    ):
-                        close = msg
-                        break
-                assert close is not None and close.type is aiohttp.WSMsgType.CLOSE
-                assert close.data == 1013 and "slow consumer" in close.extra
+    async with (
+        running_server(db_url, tmp_path, realtime_max_pending_bytes=256 * 1024) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        url = f"{server.url}/realtime/v1/websocket?apikey={server.service_key}&vsn=1.0.0"
+        async with http.ws_connect(url, max_msg_size=0) as ws:
+            join = {
+                "topic": "realtime:slow",
+                "event": "phx_join",
+                "ref": "1",
+                "join_ref": "1",
+                "payload": {
+                    "config": {
+                        "postgres_changes": [{"event": "INSERT", "schema": "public", "table": "run_logs"}]
+                    }
+                },
+            }
+            await ws.send_str(json.dumps(join))
+            reply = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+            assert reply["payload"]["status"] == "ok"
+            # Stop reading; write far more than kernel buffers and the bound can hold.
+            big = [{"level": "info", "message": "x" * 60_000} for _ in range(20)]
+            for _ in range(20):
+                append(db, world.run_a, big)
+            gateway = server.app[__import__("meshlogs.realtime.gateway", fromlist=["GATEWAY"]).GATEWAY]
+            await wait_for(lambda: gateway.stats_slow_consumers == 1, what="slow consumer detected")
+            # Draining now ends with the close frame carrying the reason.
+            close = None
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                msg = await asyncio.wait_for(ws.receive(), 20)
+                if msg.type in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.CLOSING,
+                ):
+                    close = msg
+                    break
+            assert close is not None and close.type is aiohttp.WSMsgType.CLOSE
+            assert close.data == 1013 and "slow consumer" in close.extra
 
 
 async def test_stream_loss_makes_channels_resync(
