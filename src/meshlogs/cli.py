@@ -7,9 +7,13 @@ flags win. Exit codes: 0 success, 1 a failure while doing the work, 2 bad usage 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import logging
+import os
+import re
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +25,12 @@ from meshlogs.auth.tokens import load_jwt_secret, mint_access_token, mint_api_ke
 from meshlogs.config import Settings
 from meshlogs.db.database import embedded_url_guess, open_database
 from meshlogs.db.migrate import apply_migrations
+from meshlogs.demo.runner import DemoOptions, run_demo
+from meshlogs.demo.simulator import SimulatorConfig
 from meshlogs.errors import ConfigError, MeshlogsError
 from meshlogs.server.run import run_until_signal
 from meshlogs.store.users import create_user, find_user_by_email
+from meshlogs.tail import LineFilter, Renderer, TailError, TailOptions, parse_levels, run_tail
 
 __all__ = ["main"]
 
@@ -175,10 +182,256 @@ def users_add(ctx: click.Context, email: str, password: str | None, database_url
     click.echo(f"created user {user.email} ({user.id})")
 
 
+@cli.command()
+@click.option(
+    "--port", type=int, default=None, help="Listen port. Default: MESHLOGS_PORT or 54321 (0: any free port)."
+)
+@click.option("--no-browser", is_flag=True, help="Do not open the console in a web browser.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.1),
+    default=200.0,
+    show_default=True,
+    help="Lines per second, at most, across the simulated webhook runs.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=0, max=50),
+    default=4,
+    show_default=True,
+    help="Simulated webhook runs in flight at a time.",
+)
+@click.option(
+    "--long-run-lines",
+    type=click.IntRange(min=0),
+    default=120_000,
+    show_default=True,
+    help="Lines in each long run (0: no long runs).",
+)
+@click.option(
+    "--long-run-rate",
+    type=click.FloatRange(min=1),
+    default=500.0,
+    show_default=True,
+    help="Lines per second of the long run.",
+)
+@click.option("--time-scale", type=click.FloatRange(min=0), default=1.0, hidden=True)
+@click.option("--seed", type=int, default=None, hidden=True)
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    port: int | None,
+    no_browser: bool,
+    rate: float,
+    runs: int,
+    long_run_lines: int,
+    long_run_rate: float,
+    time_scale: float,
+    seed: int | None,
+) -> None:
+    """Try meshlogs: embedded Postgres, demo logins and workflows, simulated runs, server and console.
+
+    Runs until Ctrl-C. A second start on the same data dir reuses the data.
+    """
+    if os.environ.get("MESHLOGS_DATABASE_URL"):
+        click.echo(
+            "note: the demo uses the embedded Postgres in the data dir, not MESHLOGS_DATABASE_URL", err=True
+        )
+    settings = _settings(ctx, port=port, allow_signup=True, database_url="")
+    _configure_logging(settings)
+    options = DemoOptions(
+        open_browser=not no_browser,
+        simulator=SimulatorConfig(
+            rate=rate,
+            runs=runs,
+            long_run_lines=long_run_lines,
+            long_run_rate=long_run_rate,
+            time_scale=time_scale,
+            seed=seed,
+        ),
+    )
+
+    def echo(text: str) -> None:
+        click.echo(text)
+        sys.stdout.flush()
+
+    def note(text: str) -> None:
+        click.echo(f"meshlogs demo: {text}", err=True)
+
+    try:
+        code = run_demo(settings, options, echo, note)
+    except KeyboardInterrupt:
+        code = 130
+    ctx.exit(code)
+
+
+def _local_anon_key(settings: Settings) -> str | None:
+    """The anon key minted from the configured or data-dir JWT secret, without creating a secret."""
+    if settings.jwt_secret:
+        return mint_api_key(settings.jwt_secret, "anon")
+    try:
+        secret = (Path(settings.data_dir).expanduser() / "jwt_secret").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return mint_api_key(secret, "anon") if len(secret) >= 32 else None
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--level",
+    "levels",
+    multiple=True,
+    metavar="LEVEL[,LEVEL]",
+    help="Only lines of these levels (debug, info, warn, error); repeat or comma-separate.",
+)
+@click.option(
+    "--grep",
+    default=None,
+    metavar="REGEX",
+    help="Only lines whose message matches (Python regex; (?i) ignores case).",
+)
+@click.option("--step", "steps", multiple=True, metavar="STEP", help="Only lines of this step; repeatable.")
+@click.option(
+    "--since-seq", type=click.IntRange(min=0), default=0, metavar="N", help="Start after line N (seq > N)."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (for scripts).")
+@click.option(
+    "--no-follow", is_flag=True, help="Print the lines that exist now and exit with the run's status."
+)
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colours and the messages' ANSI codes: auto keeps them on a terminal (unless NO_COLOR is set).",
+)
+@click.option("--utc", is_flag=True, help="Show times in UTC instead of local time.")
+@click.option(
+    "--url",
+    default=None,
+    help="Server URL, e.g. https://<ref>.supabase.co. Default: MESHLOGS_PUBLIC_URL or http://HOST:PORT.",
+)
+@click.option(
+    "--anon-key",
+    envvar="MESHLOGS_ANON_KEY",
+    default=None,
+    help="The project's anon key (MESHLOGS_ANON_KEY). Default: minted from the local JWT secret.",
+)
+@click.option("--email", envvar="MESHLOGS_EMAIL", default=None, help="Log in as this user (MESHLOGS_EMAIL).")
+@click.option(
+    "--password",
+    envvar="MESHLOGS_PASSWORD",
+    default=None,
+    help="Password for --email (MESHLOGS_PASSWORD). Default: prompt on a terminal.",
+)
+@click.option(
+    "--access-token",
+    envvar="MESHLOGS_ACCESS_TOKEN",
+    default=None,
+    show_envvar=False,
+    help="Use this access token instead of logging in (MESHLOGS_ACCESS_TOKEN).",
+)
+@click.pass_context
+def tail(
+    ctx: click.Context,
+    run_id: str,
+    levels: tuple[str, ...],
+    grep: str | None,
+    steps: tuple[str, ...],
+    since_seq: int,
+    as_json: bool,
+    no_follow: bool,
+    color: str,
+    utc: bool,
+    url: str | None,
+    anon_key: str | None,
+    email: str | None,
+    password: str | None,
+    access_token: str | None,
+) -> None:
+    """Follow a run's log lines, gap-free; exit 0 when it succeeded, 1 when it failed or was canceled.
+
+    Exit code 2: bad usage, login or access (unknown run, no permission, server unreachable).
+    """
+    settings = _settings(ctx)
+    try:
+        run = str(uuid.UUID(run_id))
+    except ValueError:
+        raise click.UsageError(f"RUN_ID must be a run's UUID, got {run_id!r}") from None
+    try:
+        level_set = parse_levels(levels)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--level") from None
+    try:
+        pattern = re.compile(grep) if grep is not None else None
+    except re.error as exc:
+        raise click.BadParameter(f"not a regular expression: {exc}", param_hint="--grep") from None
+    key = anon_key or _local_anon_key(settings)
+    if not key:
+        raise click.UsageError(
+            "no API key: pass --anon-key (or MESHLOGS_ANON_KEY); there is no local JWT secret to mint one"
+        )
+    if email is not None and password is None:
+        if not sys.stdin.isatty():
+            raise click.UsageError("--email needs --password (or MESHLOGS_PASSWORD)")
+        password = getpass.getpass(f"password for {email}: ")
+    if color == "auto":
+        use_color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    else:
+        use_color = color == "always"
+    if settings.log_level == "debug":
+        _configure_logging(settings)
+    else:
+        for noisy in ("realtime", "websockets"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    options = TailOptions(
+        url=(url or settings.url).rstrip("/"),
+        anon_key=key,
+        run_id=run,
+        email=email,
+        password=password,
+        access_token=access_token or None,
+        after=since_seq,
+        follow=not no_follow,
+        line_filter=LineFilter(levels=level_set, steps=frozenset(steps), grep=pattern),
+        renderer=Renderer(color=use_color, as_json=as_json, utc=utc),
+    )
+    try:
+        code = asyncio.run(run_tail(options, sys.stdout, sys.stderr))
+    except TailError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        # The reader went away (`meshlogs tail ... | head`): stop quietly, as Unix tools do.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
+    ctx.exit(code)
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def bench(ctx: click.Context, bench_args: tuple[str, ...]) -> None:
+    """Run the gateway load/latency benchmark from a source checkout (`meshlogs bench --help`)."""
+    from meshlogs.bench import run_bench  # the bench pulls in multiprocessing machinery: load on use
+
+    ctx.exit(run_bench(list(bench_args)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: map meshlogs errors to clean messages and exit codes."""
     try:
-        cli.main(args=argv, prog_name="meshlogs", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="meshlogs", standalone_mode=False)
+        # Outside standalone mode click returns ctx.exit(n)'s n instead of exiting (tail, demo).
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

@@ -1,0 +1,240 @@
+"""``meshlogs tail`` as a user runs it: a real subprocess against a real server. Exit codes, messages,
+JSON, and gap-free following across a restart of a ``meshlogs serve`` process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import psycopg
+import pytest
+
+from meshlogs.auth.tokens import mint_api_key
+from meshlogs.writer import AsyncLogWriter
+from tests.support.server import SECRET, RunningServer
+from tests.tail.conftest import PASSWORD, TailWorld
+
+TIMEOUT = 60
+
+
+def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHLOGS_") and k != "NO_COLOR"}
+    env.update({"MESHLOGS_DATA_DIR": str(data_dir), **extra})
+    return env
+
+
+@dataclass
+class Done:
+    code: int
+    out: str
+    err: str
+
+    def seqs(self) -> list[int]:
+        return [orjson.loads(line)["seq"] for line in self.out.splitlines()]
+
+
+async def meshlogs(*args: str, env: dict[str, str], timeout: float = TIMEOUT) -> Done:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "meshlogs",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return Done(proc.returncode, out.decode(), err.decode())
+
+
+async def test_exit_codes_json_and_messages(
+    server: RunningServer, tw: TailWorld, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    w = tw.world
+    env = base_env(tmp_path, MESHLOGS_ACCESS_TOKEN=server.user_token(w.viewer))
+    common = ["--url", server.url, "--anon-key", server.anon_key]
+
+    ok = await meshlogs("tail", w.run_a, *common, "--no-follow", "--json", env=env)
+    assert (ok.code, ok.seqs()) == (0, [1, 2]), ok.err
+    db.execute("update workflow_runs set status = 'failed' where id = %s", (w.run_a,))
+    failed = await meshlogs("tail", w.run_a, *common, "--json", "--level", "error", env=env)
+    assert (failed.code, failed.seqs()) == (1, [2]), failed.err
+    assert f"run {w.run_a} failed (2 lines)" in failed.err
+
+    text = await meshlogs("tail", w.run_a, *common, "--color", "never", "--utc", env=env)
+    lines = text.out.splitlines()
+    assert text.code == 1 and len(lines) == 2 and lines[1].split()[2:] == ["ERROR", "a2"]
+    colored = await meshlogs("tail", w.run_a, *common, "--color", "always", env=env)
+    assert "\x1b[1;31mERROR" in colored.out
+
+    # logins: good, bad; no access; usage errors -- all exit 2 with one clear line
+    login = [*common, "--email", tw.viewer_email]
+    good = await meshlogs("tail", w.run_a, *login, "--password", PASSWORD, "--json", env=base_env(tmp_path))
+    assert (good.code, good.seqs()) == (1, [1, 2]), good.err
+    cases = [
+        (
+            [w.run_a, *login, "--password", "nope-nope"],
+            f"error: login failed for {tw.viewer_email}: Invalid login credentials",
+        ),
+        ([w.run_b, *common], f"error: run {w.run_b} not found, or you are not allowed to see it"),
+        (["not-a-run", *common], "RUN_ID must be a run's UUID, got 'not-a-run'"),
+        ([w.run_a, *common, "--level", "loud"], "unknown level 'loud'"),
+        ([w.run_a, *common, "--grep", "("], "not a regular expression"),
+        ([w.run_a, "--url", server.url], "no API key: pass --anon-key"),
+        ([w.run_a, "--url", server.url, "--anon-key", "garbage"], "rejected the API key"),
+    ]
+    for args, message in cases:
+        res = await meshlogs("tail", *args, env=env)
+        assert res.code == 2 and message in res.err, (args, res)
+        assert "Traceback" not in res.err
+
+    # without --anon-key, the key is minted from the local secret (here MESHLOGS_JWT_SECRET)
+    minted = await meshlogs(
+        "tail", w.run_a, "--url", server.url, "--json", env={**env, "MESHLOGS_JWT_SECRET": SECRET}
+    )
+    assert (minted.code, minted.seqs()) == (1, [1, 2]), minted.err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve_process(
+    db_url: str, port: int, data_dir: Path, log: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``meshlogs serve`` on ``port``; SIGTERM (then SIGKILL) when the block ends."""
+    with log.open("ab") as sink:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "meshlogs",
+            "serve",
+            "--port",
+            str(port),
+            "--database-url",
+            db_url,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sink,
+            stderr=sink,
+            env=base_env(data_dir, MESHLOGS_JWT_SECRET=SECRET),
+        )
+    try:
+        async with aiohttp.ClientSession() as http:
+            deadline = asyncio.get_running_loop().time() + TIMEOUT
+            while True:
+                assert proc.returncode is None, log.read_text()
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                assert asyncio.get_running_loop().time() < deadline, "server did not become ready"
+                await asyncio.sleep(0.1)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+@pytest.mark.timeout(240)
+async def test_gap_free_across_a_server_restart(tw: TailWorld, db_url: str, tmp_path: Path) -> None:
+    """A writer appends all along; the server process is stopped and started again on the same
+    database; tail prints exactly seq 1..N once each, says what it restored, and exits 0."""
+    w = tw.world
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    token = mint_api_key(SECRET, "service_role")  # any valid token works; RLS is tested elsewhere
+    env = base_env(tmp_path, MESHLOGS_ACCESS_TOKEN=token)
+    written = 2  # make_world's two lines
+
+    async def write(writer: AsyncLogWriter, seconds: float) -> None:
+        nonlocal written
+        end = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < end:
+            await writer.write(w.run_a, f"line {written + 1}", step="http_call")
+            written += 1
+            await asyncio.sleep(0.004)
+        await writer.flush()
+
+    first = serve_process(db_url, port, tmp_path, log)
+    await first.__aenter__()
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "meshlogs",
+        "tail",
+        w.run_a,
+        "--url",
+        url,
+        "--anon-key",
+        mint_api_key(SECRET, "anon"),
+        "--json",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out: list[bytes] = []
+
+    async def read_out() -> None:
+        assert tail.stdout is not None
+        async for line in tail.stdout:
+            out.append(line)
+
+    reader = asyncio.create_task(read_out())
+    try:
+        async with AsyncLogWriter(db_url) as writer:
+            await write(writer, 1.5)
+            async with asyncio.timeout(TIMEOUT):
+                while len(out) < 10:  # tail is following live before the restart
+                    await asyncio.sleep(0.05)
+            stopping = asyncio.create_task(first.__aexit__(None, None, None))
+            await write(writer, 1.0)  # written while the server is down or going down
+            await stopping
+            async with serve_process(db_url, port, tmp_path, log):
+                await write(writer, 1.5)
+                db = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+                async with db:
+                    await db.execute(
+                        "update workflow_runs set status = 'succeeded' where id = %s", (w.run_a,)
+                    )
+                code = await asyncio.wait_for(tail.wait(), TIMEOUT)
+                await asyncio.wait_for(reader, TIMEOUT)
+        assert tail.stderr is not None
+        err = (await tail.stderr.read()).decode()
+        seqs = [orjson.loads(line)["seq"] for line in out]
+        assert code == 0, err
+        assert seqs == list(range(1, written + 1)), (len(seqs), written, err)
+        assert "connection lost" in err and "reconnected — " in err and "lines restored" in err, err
+    finally:
+        reader.cancel()
+        if tail.returncode is None:
+            tail.kill()
+            await tail.wait()
+        with contextlib.suppress(Exception):
+            await first.__aexit__(None, None, None)
