@@ -110,3 +110,17 @@ def db(db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """An autocommit superuser connection to this test's database."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         yield conn
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the browser tests and run them last.
+
+    pytest-playwright's sync API keeps a session-wide Playwright whose event loop stays marked as
+    running in the main thread until the session ends; any asyncio test collected after it would then
+    fail with "cannot be called from a running event loop". A stable sort keeps every other order.
+    """
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if e2e in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.browser)
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
