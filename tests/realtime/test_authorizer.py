@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,7 +53,19 @@ async def test_each_group_sees_only_its_rows(
         }
     )
     assert result == {"viewer": {0, 1}, "outsider": {2}, "anon": set(), "service": {0, 1, 2}}
-    assert auth.queries == 3  # one round trip per non-service group
+    assert auth.queries == 1  # the three non-service groups share one round trip
+
+
+async def test_groups_are_chunked_into_round_trips(
+    db: psycopg.Connection[Any], world: World, pool: AsyncConnectionPool
+) -> None:
+    cands = log_lines(db, world.run_a)
+    auth = Authorizer(pool, groups_per_query=2, cache_ttl=0)
+    groups = {f"v{i}": (user(world.viewer), cands) for i in range(3)}
+    groups |= {f"o{i}": (user(world.outsider), cands) for i in range(2)}
+    result = await auth.authorize(groups)
+    assert result == {"v0": {0, 1}, "v1": {0, 1}, "v2": {0, 1}, "o0": set(), "o1": set()}
+    assert auth.queries == 3  # ceil(5 / 2)
 
 
 async def test_cache_hits_then_revocation_invalidates(
@@ -120,3 +133,59 @@ def test_claims_key_ignores_volatile_claims() -> None:
     b = Claims.from_jwt({"role": "authenticated", "sub": "u", "exp": 2, "iat": 1, "session_id": "y"})
     c = Claims.from_jwt({"role": "authenticated", "sub": "v", "exp": 2})
     assert a.key == b.key != c.key
+
+
+async def test_refresh_ahead_rechecks_in_the_background(
+    db: psycopg.Connection[Any], world: World, pool: AsyncConnectionPool
+) -> None:
+    now = [0.0]
+    auth = Authorizer(pool, cache_ttl=10.0, clock=lambda: now[0])
+    viewer = user(world.viewer)
+    cands = log_lines(db, world.run_a)
+    assert (await auth.authorize({"v": (viewer, cands)}))["v"] == {0, 1}
+    db.execute("delete from project_members where user_id = %s", (world.viewer,))
+    now[0] = 6.0  # past half the TTL: still answered from the cache, re-checked behind it
+    assert (await auth.authorize({"v": (viewer, cands)}))["v"] == {0, 1}
+    assert auth.queries == 1
+    await _settle(auth)
+    assert auth.refreshes == 1 and auth.queries == 2
+    assert (await auth.authorize({"v": (viewer, cands)}))["v"] == set()  # the refreshed decision
+    assert auth.queries == 2
+    await auth.close()
+
+
+async def test_an_invalidation_during_a_refresh_wins(
+    db: psycopg.Connection[Any], world: World, pool: AsyncConnectionPool
+) -> None:
+    auth = Authorizer(pool)
+    viewer = user(world.viewer)
+    auth.prefetch(viewer, world.run_a)
+    await asyncio.sleep(0)  # the check is now in flight (waiting on the database)...
+    auth.invalidate_user(world.viewer)  # ...when the stream says the user's membership changed
+    await _settle(auth)
+    assert auth.queries == 1
+    assert auth.cache_entries == 0 and auth.refreshes == 0  # its answer may predate the change
+    await auth.close()
+
+
+async def test_prefetch_warms_the_cache(
+    db: psycopg.Connection[Any], world: World, pool: AsyncConnectionPool
+) -> None:
+    auth = Authorizer(pool)
+    auth.prefetch(user(world.viewer), world.run_a)
+    auth.prefetch(user(world.outsider), world.run_a)
+    auth.prefetch(SERVICE, world.run_a)  # bypasses RLS: nothing to fetch
+    await _settle(auth)
+    assert auth.queries == 1 and auth.cache_entries == 2
+    cands = log_lines(db, world.run_a)
+    result = await auth.authorize({"v": (user(world.viewer), cands), "o": (user(world.outsider), cands)})
+    assert result == {"v": {0, 1}, "o": set()}
+    assert auth.queries == 1 and auth.cache_misses == 0
+    await auth.close()
+
+
+async def _settle(auth: Authorizer) -> None:
+    """Wait (bounded) for the background checker to finish."""
+    task = auth._refresher  # noqa: SLF001 - white-box wait
+    if task is not None:
+        await asyncio.wait_for(asyncio.shield(task), timeout=30)

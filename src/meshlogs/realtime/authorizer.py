@@ -1,11 +1,13 @@
 """Batched RLS authorization of changes, with a decision cache invalidated from the change stream.
 
 Supabase Realtime checks each change once per subscriber and tops out near 3-4k msgs/s with RLS. Here,
-for a batch of changes, subscribers are grouped by claims (:attr:`Claims.key`) and each group costs at
-most ONE database round trip: a read-only transaction that sets the JWT's role and
-``request.jwt.claims`` exactly as PostgREST does, then asks which of the candidate rows it can
-``SELECT`` (per table, ``where pk = any($1)``). So every delivered row is one that the recipient's claims
-could select under the table's RLS policies at that moment (invariant 3).
+for a batch of changes, subscribers are grouped by claims (:attr:`Claims.key`); each group's check sets
+the JWT's role and ``request.jwt.claims`` exactly as PostgREST does, then asks which of the candidate
+rows it can ``SELECT`` (per table, ``where pk = any($1)``). Up to ``groups_per_query`` groups share ONE
+read-only transaction sent as one pipeline (one round trip): ``set_config`` is transaction-local and the
+session user is a superuser, so each group's settings simply replace the previous group's. So every
+delivered row is one that the recipient's claims could select under the table's RLS policies at that
+moment (invariant 3), and a thousand distinct viewers cost tens of round trips, not a thousand.
 
 Decision cache. For ``run_logs`` and ``workflow_runs`` the decision is remembered per (claims, run):
 meshlogs' policies make a log line visible exactly when its run is. The cache is invalidated from the
@@ -14,6 +16,13 @@ are authorized, which is what makes a revoked member stop receiving lines immedi
 staleness for changes that do not travel on the stream (e.g. editing a policy). Set ``cache_ttl=0`` to
 turn the cache off when your ``run_logs`` policy looks at more than ``run_id``.
 
+Refresh ahead, never stall. A decision older than half the TTL is still used, and is re-checked in the
+background; so decisions of busy (claims, run) pairs never expire in the middle of the change pipeline,
+which would otherwise stop every delivery while hundreds of claims groups are re-checked at once.
+Joins prefetch the decision for the run they filter on, for the same reason. A background answer is
+only stored if no invalidation happened while it was computed (a generation counter), so a revocation
+seen on the stream can never be overwritten by an answer read before it.
+
 Rows that no longer exist (DELETE) cannot be re-read: for ``workflow_runs`` and ``run_logs`` the
 decision uses the old row's project / run; for other tables deletes reach only the service role.
 """
@@ -21,6 +30,8 @@ decision uses the old row's project / run; for other tables deletes reach only t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,6 +44,11 @@ from psycopg_pool import AsyncConnectionPool
 from meshlogs.realtime.claims import Claims
 
 __all__ = ["Authorizer", "Candidate"]
+
+log = logging.getLogger(__name__)
+
+#: A query, its parameters, and how to map its rows back to candidate indexes.
+_Statement = tuple["sql.Composed | sql.SQL", list[Any], Callable[[Any], list[int]]]
 
 RUN_SCOPED = frozenset({("public", "run_logs"), ("public", "workflow_runs")})
 
@@ -67,7 +83,10 @@ class Authorizer:
         pool: superuser connections; each check runs in a rolled-back read-only transaction.
         cache_size: bound on remembered (claims, run) decisions (LRU).
         cache_ttl: seconds a decision is trusted without a stream invalidation; 0 disables the cache.
-        max_parallel: claims groups checked concurrently (bounded by the pool anyway).
+        max_parallel: transactions run concurrently (bounded by the pool anyway).
+        groups_per_query: claims groups checked in one transaction (one round trip).
+        max_refresh: bound on (claims, run) decisions waiting for a background re-check; past it,
+            entries simply expire and are checked in line, as without refresh-ahead.
         clock: monotonic time source, injectable for tests.
     """
 
@@ -78,6 +97,8 @@ class Authorizer:
         cache_size: int = 100_000,
         cache_ttl: float = 10.0,
         max_parallel: int = 4,
+        groups_per_query: int = 64,
+        max_refresh: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
@@ -86,9 +107,17 @@ class Authorizer:
         self._cache_ttl = cache_ttl
         self._clock = clock
         self._parallel = asyncio.Semaphore(max_parallel)
+        self._per_query = max(1, groups_per_query)
+        self._max_refresh = max_refresh
+        #: (claims key, run) -> claims, waiting for a background check (refresh-ahead or prefetch).
+        self._refresh: dict[tuple[str, str], Claims] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        #: Bumped by every invalidation: background answers computed across one are thrown away.
+        self._generation = 0
         self.queries = 0
         self.cache_hits = 0
         self.cache_misses = 0
+        self.refreshes = 0
 
     # -- cache invalidation (called by the hub, in stream order) ------------------------------------
 
@@ -97,20 +126,83 @@ class Authorizer:
         if user_id is None:
             self.invalidate_all()
             return
+        self._generation += 1
         for key in [k for k, (_, _, sub) in self._cache.items() if sub == user_id]:
             del self._cache[key]
 
     def invalidate_run(self, run_id: str) -> None:
         """A run changed (e.g. moved project, deleted): forget decisions about it."""
+        self._generation += 1
         for key in [k for k in self._cache if k[1] == run_id]:
             del self._cache[key]
 
     def invalidate_all(self) -> None:
+        self._generation += 1
         self._cache.clear()
 
     @property
     def cache_entries(self) -> int:
         return len(self._cache)
+
+    # -- background checks --------------------------------------------------------------------------
+
+    def prefetch(self, claims: Claims, run_id: str) -> None:
+        """Decide (claims, run) in the background, e.g. when a channel joins with ``run_id=eq.X``,
+        so the first change of that run finds the decision cached instead of stalling the pipeline."""
+        if self._cache_ttl <= 0 or claims.bypasses_rls:
+            return
+        key = (claims.key, run_id)
+        entry = self._cache.get(key)
+        if entry is not None and self._clock() - entry[1] <= self._cache_ttl / 2:
+            return
+        self._schedule(key, claims)
+
+    def _schedule(self, key: tuple[str, str], claims: Claims) -> None:
+        if key in self._refresh or len(self._refresh) >= self._max_refresh:
+            return
+        self._refresh[key] = claims
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(
+                self._refresh_forever(), name="meshlogs-authz-refresh"
+            )
+
+    async def _refresh_forever(self) -> None:
+        while self._refresh:
+            keys = list(self._refresh)[: self._per_query * 4]
+            generation = self._generation
+            started = self._clock()
+            groups: dict[str, tuple[Claims, list[Candidate]]] = {}
+            for claims_key, run in keys:
+                claims = self._refresh[(claims_key, run)]
+                group = groups.setdefault(claims_key, (claims, []))
+                group[1].append(Candidate("public", "workflow_runs", run, "uuid", "id", run_id=run))
+            try:
+                seen = await self._check_groups(
+                    {k: (c, cands, list(range(len(cands)))) for k, (c, cands) in groups.items()}
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the in-line path will check (and report) when the entry expires
+                log.warning("background authorization check failed", exc_info=True)
+                for key in keys:
+                    self._refresh.pop(key, None)
+                return
+            for key in keys:
+                self._refresh.pop(key, None)
+            if generation != self._generation:
+                continue  # an invalidation happened meanwhile: the answer may predate it
+            self.refreshes += len(keys)
+            for claims_key, (claims, cands) in groups.items():
+                self._remember(claims, cands, {cands[i] for i in seen[claims_key]}, started)
+
+    async def close(self) -> None:
+        """Stop the background checker (pending checks are dropped: they were only an optimization)."""
+        self._refresh.clear()
+        task, self._refresher = self._refresher, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     # -- checks ---------------------------------------------------------------------------------------
 
@@ -119,9 +211,10 @@ class Authorizer:
     ) -> dict[str, set[int]]:
         """For each claims group, the indexes (into its candidate list) of rows it may see.
 
-        Cached decisions are answered without awaiting; the groups that need the database run
-        concurrently, each in one round trip. A database error propagates (the hub then makes the
-        affected channels resync, never delivering unchecked rows).
+        Cached decisions are answered without awaiting; the groups that need the database are
+        checked ``groups_per_query`` to a round trip, several round trips concurrently. A database
+        error propagates (the hub then makes the affected channels resync, never delivering
+        unchecked rows).
         """
         results: dict[str, set[int]] = {}
         pending: dict[str, tuple[Claims, Sequence[Candidate], list[int]]] = {}
@@ -142,32 +235,44 @@ class Authorizer:
             if unknown:
                 pending[name] = (claims, candidates, unknown)
         if pending:
-            names = list(pending)
-            seen = await asyncio.gather(*(self._check(*pending[n], now) for n in names))
-            for name, found in zip(names, seen, strict=True):
+            self.cache_misses += sum(len(unknown) for _c, _cands, unknown in pending.values())
+            seen = await self._check_groups(pending)
+            for name, (claims, candidates, unknown) in pending.items():
+                found = seen[name]
+                self._remember(claims, (candidates[i] for i in unknown), {candidates[i] for i in found}, now)
                 results[name] |= found
         return results
 
-    async def _check(
-        self, claims: Claims, candidates: Sequence[Candidate], unknown: list[int], now: float
-    ) -> set[int]:
-        self.cache_misses += len(unknown)
-        by_table: dict[tuple[str, str, bool], list[int]] = {}
-        for i in unknown:
-            c = candidates[i]
-            by_table.setdefault((c.schema, c.table, c.deleted), []).append(i)
-        async with self._parallel:
-            seen = await self._query(claims, candidates, by_table)
-        self._remember(claims, (candidates[i] for i in unknown), {candidates[i] for i in seen}, now)
+    async def _check_groups(
+        self, pending: Mapping[str, tuple[Claims, Sequence[Candidate], list[int]]]
+    ) -> dict[str, set[int]]:
+        names = list(pending)
+        chunks = [names[i : i + self._per_query] for i in range(0, len(names), self._per_query)]
+        answers = await asyncio.gather(*(self._check_chunk([(n, *pending[n]) for n in c]) for c in chunks))
+        seen: dict[str, set[int]] = {}
+        for answer in answers:
+            seen.update(answer)
         return seen
+
+    async def _check_chunk(
+        self, chunk: Sequence[tuple[str, Claims, Sequence[Candidate], list[int]]]
+    ) -> dict[str, set[int]]:
+        async with self._parallel:
+            return await self._query(chunk)
 
     def _cached(self, claims: Claims, cand: Candidate, now: float) -> bool | None:
         if self._cache_ttl <= 0 or cand.run_id is None or (cand.schema, cand.table) not in RUN_SCOPED:
             return None
-        entry = self._cache.get((claims.key, cand.run_id))
-        if entry is None or now - entry[1] > self._cache_ttl:
+        key = (claims.key, cand.run_id)
+        entry = self._cache.get(key)
+        if entry is None:
             return None
-        self._cache.move_to_end((claims.key, cand.run_id))
+        age = now - entry[1]
+        if age > self._cache_ttl:
+            return None
+        if age > self._cache_ttl / 2:
+            self._schedule(key, claims)
+        self._cache.move_to_end(key)
         self.cache_hits += 1
         return entry[0]
 
@@ -188,29 +293,39 @@ class Authorizer:
             self._cache.popitem(last=False)
 
     async def _query(
-        self,
-        claims: Claims,
-        candidates: Sequence[Candidate],
-        by_table: Mapping[tuple[str, str, bool], list[int]],
-    ) -> set[int]:
-        statements: list[tuple[sql.Composed | sql.SQL, list[Any], list[int], Callable[[Any], list[int]]]] = []
-        for (schema, table, deleted), idxs in by_table.items():
-            statements.append(self._statement(schema, table, deleted, [candidates[i] for i in idxs], idxs))
-        visible: set[int] = set()
+        self, chunk: Sequence[tuple[str, Claims, Sequence[Candidate], list[int]]]
+    ) -> dict[str, set[int]]:
+        """One read-only transaction, one pipeline: per group, set its role and claims, then ask."""
+        plan: list[
+            tuple[str, list[tuple[sql.Composed | sql.SQL, list[Any], Callable[[Any], list[int]]]]]
+        ] = []
+        for name, _claims, candidates, unknown in chunk:
+            by_table: dict[tuple[str, str, bool], list[int]] = {}
+            for i in unknown:
+                c = candidates[i]
+                by_table.setdefault((c.schema, c.table, c.deleted), []).append(i)
+            statements: list[_Statement] = []
+            for (schema, table, deleted), idxs in by_table.items():
+                query, params, _idxs, pick = self._statement(
+                    schema, table, deleted, [candidates[i] for i in idxs], idxs
+                )
+                statements.append((query, params, pick))
+            plan.append((name, statements))
+        visible: dict[str, set[int]] = {name: set() for name, _s in plan}
         self.queries += 1
         async with self._pool.connection() as conn, conn.transaction(force_rollback=True):
+            cursors: list[tuple[str, Any, Callable[[Any], list[int]]]] = []
             async with conn.pipeline():
                 await conn.execute("set transaction read only")
-                await conn.execute(
-                    "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-                    (claims.role, claims.claims_json()),
-                )
-                cursors = []
-                for query, params, _idxs, _pick in statements:
-                    cursors.append(await conn.execute(query, params))
-            for cur, (_q, _p, _idxs, pick) in zip(cursors, statements, strict=True):
-                rows = await cur.fetchall()
-                visible.update(pick(rows))
+                for (name, statements), (_n, claims, _c, _u) in zip(plan, chunk, strict=True):
+                    await conn.execute(
+                        "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                        (claims.role, claims.claims_json()),
+                    )
+                    for query, params, pick in statements:
+                        cursors.append((name, await conn.execute(query, params), pick))
+            for name, cur, pick in cursors:
+                visible[name].update(pick(await cur.fetchall()))
         return visible
 
     @staticmethod

@@ -109,6 +109,7 @@ class Hub:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.authorizer.close()
         await self.source.close()
 
     # -- subscriptions ------------------------------------------------------------------------------
@@ -116,6 +117,9 @@ class Hub:
     def subscribe(self, subs: Sequence[Subscription]) -> None:
         for sub in subs:
             self.index.add(sub)
+            run = _filtered_run(sub)
+            if run is not None:
+                self.authorizer.prefetch(sub.owner.claims, run)
 
     def unsubscribe(self, subs: Sequence[Subscription]) -> None:
         for sub in subs:
@@ -228,19 +232,26 @@ class Hub:
                 allowed.add((slots[key][j], key))
 
         for i, (tx, change, subs) in enumerate(work):
-            per_owner: dict[Any, list[int]] = {}
+            # One pass over the subscriptions (a hot run has one per viewer): binding ids and the
+            # column selections of each channel that may see the row.
+            per_owner: dict[Any, tuple[list[int], set[tuple[str, ...] | None]]] = {}
             for sub in subs:
                 if (i, sub.owner.claims.key) in allowed:
-                    per_owner.setdefault(sub.owner, []).append(sub.binding_id)
+                    entry = per_owner.get(sub.owner)
+                    if entry is None:
+                        entry = per_owner[sub.owner] = ([], set())
+                    entry[0].append(sub.binding_id)
+                    entry[1].add(sub.select)
             if not per_owner:
                 continue
             encoded: dict[tuple[str, ...] | None, EncodedChange] = {}
-            for owner, ids in per_owner.items():
-                select = _select_of(subs, owner)
+            for owner, (ids, selects) in per_owner.items():
+                # Several bindings of one channel with different selections get the whole row.
+                select = next(iter(selects)) if len(selects) == 1 else None
                 enc = encoded.get(select)
                 if enc is None:
                     enc = encoded[select] = _encode(tx, change, select)
-                owner.deliver_change(sorted(set(ids)), enc)
+                owner.deliver_change(ids if len(ids) == 1 else sorted(set(ids)), enc)
                 self.stats.delivered += 1
 
     def _invalidate(self, change: Change) -> None:
@@ -288,11 +299,17 @@ def _str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _select_of(subs: Sequence[Subscription], owner: object) -> tuple[str, ...] | None:
-    selects = {sub.select for sub in subs if sub.owner is owner}
-    if None in selects or len(selects) != 1:
+def _filtered_run(sub: Subscription) -> str | None:
+    """The run a ``run_logs``/``workflow_runs`` subscription is pinned to by an ``eq`` filter, if any."""
+    if sub.filter is None or (sub.schema, sub.table) not in _RUN_COLUMN:
         return None
-    return next(iter(selects))
+    key = sub.filter.eq_key
+    if key is None or key[0] != _RUN_COLUMN[(sub.schema, sub.table)]:
+        return None
+    return str(key[1])
+
+
+_RUN_COLUMN = {("public", "run_logs"): "run_id", ("public", "workflow_runs"): "id"}
 
 
 def _encode(tx: Transaction, change: Change, select: tuple[str, ...] | None) -> EncodedChange:
