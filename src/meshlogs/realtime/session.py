@@ -2,18 +2,25 @@
 
 Reading is websockets' ``data_received`` pattern: feed the frame to the protocol core, act on the
 events it surfaces (joins, leaves, broadcasts, presence, token refreshes), then move the frames it
-queued to the outbox. Writing is one task per connection that drains the outbox.
+queued to the outbox.
 
-Backpressure policy (invariant 5): the outbox is bounded in bytes
-(``MESHLOGS_REALTIME_MAX_PENDING_BYTES``). A client that cannot keep up past that bound is
-disconnected with close code 1013 and the reason ``slow consumer``; it is never silently skipped, and
-its client reconnects and backfills the missed lines by seq.
+Writing is coalesced: frames queued during one event-loop iteration (e.g. every line of a change batch
+for this connection) leave in ONE ``transport.write`` at the end of that iteration, encoded by
+:mod:`meshlogs.protocol.wsframes`. At light load that is one frame per write, sent at once; under load
+it saves the per-write kernel cost that dominates fan-out (``FANOUT.md``), with no timer and no task
+switch per frame. aiohttp still writes its own control frames (pong, close) on the same transport,
+always between whole frames.
+
+Backpressure policy (invariant 5): what a connection has not yet handed to the kernel (the outbox
+plus the transport's buffer) is bounded in bytes (``MESHLOGS_REALTIME_MAX_PENDING_BYTES``). A client
+that cannot keep up past that bound is disconnected with close code 1013 and the reason ``slow
+consumer``; it is never silently skipped, and its client reconnects and backfills the missed lines by
+seq.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -38,6 +45,7 @@ from meshlogs.protocol.events import (
 )
 from meshlogs.protocol.filters import parse_filter
 from meshlogs.protocol.phoenix import Frame, Opcode
+from meshlogs.protocol.wsframes import encode_frames
 from meshlogs.realtime.claims import Claims
 from meshlogs.realtime.subscriptions import Subscription
 
@@ -106,20 +114,19 @@ class Session:
         self._out: deque[Frame] = deque()
         self._pending = 0
         self._max_pending = max_pending_bytes
-        self._wake = asyncio.Event()
+        self._flush_scheduled = False
         self._closing = False
         self._slow = False
-        self._writer: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        request = ws._req  # noqa: SLF001 - the prepared request owns the transport we write to
+        self._transport = request.transport if request is not None else None
         self.frames_sent = 0
         self.bytes_sent = 0
 
     # -- reading ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        writer = self._writer = asyncio.create_task(
-            self._write_forever(), name=f"meshlogs-ws-writer-{self.peer}"
-        )
+        loop = self._loop
         try:
             async for msg in self.ws:
                 now = loop.time()
@@ -136,9 +143,8 @@ class Session:
         finally:
             for handle in list(self.channels.values()):
                 self.drop_channel(handle)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+            self._out.clear()
+            self._pending = 0
 
     async def _handle_events(self) -> None:
         for event in self.conn.events_received():
@@ -289,34 +295,50 @@ class Session:
             return
         self._out.append(frame)
         self._pending += len(frame.data)
-        if self._pending > self._max_pending:
+        if self._pending + self._buffered() > self._max_pending:
             self._slow = True
             self.gateway.stats_slow_consumers += 1
-            log.warning("%s: slow consumer (%d bytes pending), disconnecting", self.peer, self._pending)
+            log.warning(
+                "%s: slow consumer (%d bytes pending), disconnecting",
+                self.peer,
+                self._pending + self._buffered(),
+            )
             self._out.clear()
             self._pending = 0
-            asyncio.get_running_loop().create_task(
+            self._loop.create_task(
                 self.close(CLOSE_SLOW_CONSUMER, "slow consumer: resubscribe and backfill", timeout=10)
             )
             return
-        self._wake.set()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._write_out)
 
-    async def _write_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._out:
-                frame = self._out.popleft()
-                self._pending -= len(frame.data)
-                await self.ws.send_frame(frame.data, WSMsgType(frame.opcode))
-                self.frames_sent += 1
-                self.bytes_sent += len(frame.data)
+    def _buffered(self) -> int:
+        """Bytes written to the transport that the kernel has not taken yet."""
+        transport = self._transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def _write_out(self) -> None:
+        """Hand every queued frame to the transport in one write (see the module docstring)."""
+        self._flush_scheduled = False
+        if not self._out:
+            return
+        frames = list(self._out)
+        self._out.clear()
+        self._pending = 0
+        transport = self._transport
+        if self._slow or transport is None or transport.is_closing():
+            return
+        transport.write(encode_frames(frames))
+        self.frames_sent += len(frames)
+        self.bytes_sent += sum(len(f.data) for f in frames)
 
     async def close(self, code: int, reason: str, *, timeout: float = 2.0) -> None:
         """Close with a code and reason; abort the transport if the client does not answer in time
         (a stuck client must not hold the connection forever)."""
         if self._closing:
             return
+        self._write_out()  # what was queued before the close goes out before the close frame
         self._closing = True
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]), timeout=timeout)
