@@ -106,6 +106,12 @@ class Settings:
         "changes invalidate it at once. 0 checks every change (needed if run_logs' policy reads more "
         "than run_id).",
     )
+    search_index_interval: float = _setting(
+        1.0,
+        "Seconds between runs of the background whole-log search indexer (meshlogs.index_run_logs(): "
+        "trigrams of complete 1000-line chunks, kept off the append path). 0 turns it off; search "
+        "still works, scanning the lines not indexed.",
+    )
     rest_max_rows: int = _setting(
         1000,
         "Most rows one GET /rest/v1 request returns (PostgREST's db-max-rows); a larger limit or "

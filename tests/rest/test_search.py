@@ -1,15 +1,21 @@
-"""Whole-log search: ``ilike`` on run_logs.message is served by the (run_id, message) trigram index."""
+"""Whole-log search: REST ``ilike`` on run_logs.message, and ``search_run_logs()`` served by the chunk
+trigram index that ``meshlogs.index_run_logs()`` fills behind the writers (migration 0012)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
+from meshlogs.server.search_index import SEARCH_INDEXER
 from tests.factories import World
 from tests.rest.conftest import Api
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, running_server
 
 WORDS = [
     "build",
@@ -48,38 +54,72 @@ def plan(db: psycopg.Connection[Any], run: str, pattern: str) -> str:
     return "\n".join(r[0] for r in rows)
 
 
-async def test_index_serves_run_scoped_search(
+def index_all(db: psycopg.Connection[Any]) -> int:
+    total = 0
+    while (done := db.execute("select meshlogs.index_run_logs(20000)").fetchone()[0]) > 0:  # type: ignore[index]
+        total += done
+    return total
+
+
+async def test_rest_ilike_is_run_scoped_and_the_append_path_has_no_trigram_index(
     api: Api, world: World, server: RunningServer, db: psycopg.Connection[Any]
 ) -> None:
-    fill(db, world.run_a, 30_000, 1)
-    fill(db, world.run_b, 30_000, 5)
-    db.execute("vacuum analyze run_logs")
-    index = db.execute("select indexdef from pg_indexes where indexname = 'run_logs_message_trgm'").fetchone()
-    assert index is not None and "gin (run_id, message" in index[0]
-
-    # A rare term: the planner picks the composite index with both conditions in its Index Cond.
-    explained = plan(db, world.run_a, "%item-012345%")
-    assert "run_logs_message_trgm" in explained, explained
-    assert "run_id = " in explained and "~~*" in explained.split("Index Cond", 1)[1], explained
+    fill(db, world.run_a, 3000, 1)
+    fill(db, world.run_b, 3000, 5)
+    indexes = [r[0] for r in db.execute("select indexdef from pg_indexes where tablename = 'run_logs'")]
+    assert not [i for i in indexes if "gin" in i.lower()], indexes  # appends pay no trigram work
 
     # Same results through REST as in SQL, including ilike's case-insensitivity and PostgREST's '*'.
     token = server.user_token(world.viewer)
     status, _, body = await api.get(
-        f"/rest/v1/run_logs?select=seq,message&run_id=eq.{world.run_a}&message=ilike.*ITEM-01234*&order=seq",
+        f"/rest/v1/run_logs?select=seq,message&run_id=eq.{world.run_a}&message=ilike.*ITEM-00123*&order=seq",
         token=token,
     )
     assert status == 200
     expected = db.execute(
-        "select seq, message from run_logs where run_id = %s and message ilike '%%item-01234%%' order by seq",
+        "select seq, message from run_logs where run_id = %s and message ilike '%%item-00123%%' order by seq",
         (world.run_a,),
     ).fetchall()
     assert [(r["seq"], r["message"]) for r in body] == expected and len(expected) == 10
 
     # The other tenant's run has the same words: the viewer never sees them.
     status, _, body = await api.get(
-        f"/rest/v1/run_logs?select=seq&run_id=eq.{world.run_b}&message=ilike.*item-01234*", token=token
+        f"/rest/v1/run_logs?select=seq&run_id=eq.{world.run_b}&message=ilike.*item-00123*", token=token
     )
     assert (status, body) == (200, [])
+
+
+def test_indexer_makes_complete_chunks_once(world: World, db: psycopg.Connection[Any]) -> None:
+    fill(db, world.run_a, 2500, 1)  # the world already holds 2 lines of run_a and 1 of run_b
+    fill(db, world.run_b, 998, 1)
+    assert index_all(db) == 2000  # run_a's two complete chunks; run_b has none yet
+    chunks = db.execute(
+        "select run_id::text, first_seq, last_seq, body from meshlogs.run_log_chunks"
+        " order by run_id, first_seq"
+    ).fetchall()
+    assert [(c[0], c[1], c[2]) for c in chunks] == [(world.run_a, 1, 1000), (world.run_a, 1001, 2000)]
+    lines = [
+        r[0]
+        for r in db.execute(
+            "select message from run_logs where run_id = %s and seq <= 1000 order by seq", (world.run_a,)
+        )
+    ]
+    assert chunks[0][3] == "\n".join(lines)
+    assert index_all(db) == 0  # idempotent: nothing twice
+    fill(db, world.run_b, 1, 1)
+    assert index_all(db) == 1000
+    state = dict(db.execute("select run_id::text, indexed_seq from meshlogs.run_log_search_state").fetchall())
+    assert state == {world.run_a: 2000, world.run_b: 1000}
+
+
+def test_only_one_indexer_at_a_time(world: World, db: psycopg.Connection[Any], db_url: str) -> None:
+    fill(db, world.run_a, 2000, 1)
+    with psycopg.connect(db_url) as other:
+        assert other.execute("select meshlogs.index_run_logs(20000)").fetchone() == (2000,)
+        # `other` still holds its transaction's advisory lock: a second indexer backs off.
+        assert db.execute("select meshlogs.index_run_logs(20000)").fetchone() == (0,)
+        other.rollback()
+    assert index_all(db) == 2000
 
 
 async def test_like_metacharacters_are_patterns_not_sql(
@@ -113,11 +153,14 @@ async def test_like_metacharacters_are_patterns_not_sql(
         assert status == 200 and [r["seq"] for r in body] == expected, (query, body)
 
 
+@pytest.mark.parametrize("indexed", [False, True], ids=["unindexed", "indexed"])
 async def test_search_function(
-    api: Api, world: World, server: RunningServer, db: psycopg.Connection[Any]
+    api: Api, world: World, server: RunningServer, db: psycopg.Connection[Any], indexed: bool
 ) -> None:
     fill(db, world.run_a, 3000, 1)
     fill(db, world.run_b, 3000, 1)  # the same text in the other tenant's run
+    if indexed:
+        assert index_all(db) == 6000
     url = "/rest/v1/rpc/search_run_logs"
     viewer = server.user_token(world.viewer)
 
@@ -134,6 +177,26 @@ async def test_search_function(
     assert status == 200 and len(body) == 95 and body[0]["seq"] == last + 1
     status, body = await search(viewer, p_query="item-000(1|2)99 took", p_regex=True)
     assert status == 200 and [r["message"].split()[2] for r in body] == ["item-000199", "item-000299"]
+    # Anchors mean the line, not the chunk the line was indexed in; \A forces the line scan.
+    for regex in (
+        "^build [a-z]+ item-0000[0-9]0 ",
+        "item-00101[12] took [0-9]+ms$",
+        "\\Abuild [a-z]+ item-0000[0-9]0 ",
+    ):
+        status, body = await search(viewer, p_query=regex, p_regex=True)
+        want = [
+            r[0]
+            for r in db.execute(
+                "select seq from run_logs where run_id = %s and message ~* %s order by seq limit 100",
+                (world.run_a, regex),
+            )
+        ]
+        assert status == 200 and [r["seq"] for r in body] == want and want, (regex, body)
+    # Chunks join lines with newlines: a match across two lines is not a match.
+    status, body = await search(viewer, p_query="ms\nbuild")
+    assert (status, body) == (200, [])
+    status, body = await search(viewer, p_query="ms.build", p_regex=True)
+    assert (status, body) == (200, [])
     # LIKE metacharacters in a plain query are literal
     for query in ("%", "_", "item-0012%", "\\"):
         status, body = await search(viewer, p_query=query)
@@ -153,9 +216,12 @@ async def test_search_function(
     assert status == 400 and body["code"] == "2201B"
 
 
-async def test_search_function_uses_the_index(world: World, db: psycopg.Connection[Any]) -> None:
-    fill(db, world.run_a, 30_000, 1)
+async def test_search_function_uses_the_chunk_index(world: World, db: psycopg.Connection[Any]) -> None:
+    fill(db, world.run_a, 200_000, 1)
     fill(db, world.run_b, 30_000, 5)
+    fill(db, world.run_a, 500, 2)  # a partial chunk at the end: scanned, not indexed
+    index_all(db)
+    db.execute("analyze meshlogs.run_log_chunks")
     db.execute("vacuum analyze run_logs")
     with db.transaction(force_rollback=True):
         db.execute("load 'auto_explain'")
@@ -173,6 +239,35 @@ async def test_search_function_uses_the_index(world: World, db: psycopg.Connecti
         rows = db.execute(
             "select seq from public.search_run_logs(%s, 'item-012345')", (world.run_a,)
         ).fetchall()
-    assert len(rows) == 1
-    inner = [n for n in notices if "l.message ilike" in n]
-    assert inner and "run_logs_message_trgm" in inner[0], notices
+        tail = db.execute(
+            "select seq from public.search_run_logs(%s, 'item-000444', 200000)", (world.run_a,)
+        ).fetchall()
+    assert rows == [(12348,)]  # 2 lines of the world, then item-000000 at seq 3
+    assert tail == [(200447,)]  # found in the unindexed tail
+    inner = [n for n in notices if "run_log_chunks" in n]
+    assert inner and "run_log_chunks_body_trgm" in inner[0], notices
+
+
+async def test_the_server_indexes_in_the_background(
+    world: World, db_url: str, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    fill(db, world.run_a, 2998, 1)  # 3000 lines with the world's two
+    async with running_server(db_url, tmp_path, search_index_interval=0.05) as srv:
+        deadline = time.monotonic() + 60
+        while (state := db.execute("select indexed_seq from meshlogs.run_log_search_state").fetchall()) != [
+            (3000,)
+        ]:
+            assert time.monotonic() < deadline, state
+            await asyncio.sleep(0.05)
+        indexer = srv.app[SEARCH_INDEXER]
+        assert indexer.lines_indexed == 3000 and indexer.failures == 0
+
+
+async def test_no_background_indexer_when_turned_off(
+    world: World, db_url: str, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    fill(db, world.run_a, 2998, 1)
+    async with running_server(db_url, tmp_path, search_index_interval=0) as srv:
+        assert SEARCH_INDEXER not in srv.app
+        await asyncio.sleep(0.3)
+    assert db.execute("select count(*) from meshlogs.run_log_search_state").fetchone() == (0,)

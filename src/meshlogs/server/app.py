@@ -17,6 +17,7 @@ from meshlogs.config import Settings
 from meshlogs.server.console import add_console_routes
 from meshlogs.server.keys import DATABASE_URL, JWT_SECRET, POOL, SETTINGS
 from meshlogs.server.metrics import add_metrics_route
+from meshlogs.server.search_index import add_search_indexer
 
 __all__ = ["READINESS_PROBES", "create_app"]
 
@@ -102,6 +103,7 @@ def create_app(
         await pool.close()
 
     app.cleanup_ctx.append(pool_ctx)
+    add_search_indexer(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     add_metrics_route(app)
