@@ -11,6 +11,7 @@ import { stripAnsi } from '$lib/ansi';
 import { formatClock, formatOffset } from '$lib/format';
 import { LogStream, supabaseDeps, type StreamState } from '$lib/logstream';
 import { LogView, parseTs } from '$lib/logview';
+import { lineHash, parseLineHash } from '$lib/permalink';
 import { compileQuery } from '$lib/search';
 import type { Level, LogRow, ProjectRow, RunRow, WorkflowRow } from '$lib/types';
 
@@ -25,8 +26,8 @@ export interface Notice {
 export interface ScrollRequest {
 	id: number;
 	position: number;
-	/** 'center' for jumps to a line, 'bottom' / 'top' for g / G. */
-	align: 'center' | 'top' | 'bottom';
+	/** 'center' for jumps to a line, 'start' for a range (its first line near the top), 'bottom' / 'top' for G / g. */
+	align: 'center' | 'start' | 'top' | 'bottom';
 }
 
 const PREFS_KEY = 'meshlogs.view';
@@ -85,7 +86,10 @@ export class RunController {
 
 	download = $state<{ kind: 'text' | 'jsonl'; lines: number } | null>(null);
 
+	/** The linked line (or first line of the linked range), highlighted; null when none. */
 	targetSeq = $state<number | null>(null);
+	/** Last line of the linked range (equal to targetSeq for one line). */
+	targetEnd = $state<number | null>(null);
 	scrollRequest = $state<ScrollRequest | null>(null);
 
 	private stream: LogStream | null = null;
@@ -97,6 +101,8 @@ export class RunController {
 	private appliedSearch = 'ti:';
 	/** Set once the permalink target was scrolled to, so later rows do not steal the view. */
 	private targetShown = false;
+	/** The line clicked last without Shift: the fixed end of a Shift+click range. */
+	private linkAnchor: number | null = null;
 	private runStart = NaN;
 
 	constructor(
@@ -309,14 +315,22 @@ export class RunController {
 
 	// ---- permalinks -------------------------------------------------------------------------
 
-	/** Read `#L123` from the URL; scroll to that line once it is loaded. */
+	/** Read `#L123` or `#L10-L20` from the URL; scroll to that line once it is loaded. */
 	readHash(hash: string): void {
-		const m = /^#L(\d+)$/.exec(hash);
-		if (!m) return;
-		this.targetSeq = Number(m[1]);
+		const range = parseLineHash(hash);
+		if (!range) return;
+		this.targetSeq = range.from;
+		this.targetEnd = range.to;
+		this.linkAnchor = range.from;
 		this.targetShown = false;
 		this.setFollow(false);
 		this.maybeShowTarget();
+	}
+
+	/** True when `seq` is the linked line or inside the linked range. */
+	isTarget(seq: number): boolean {
+		const from = this.targetSeq;
+		return from !== null && seq >= from && seq <= (this.targetEnd ?? from);
 	}
 
 	private maybeShowTarget(): void {
@@ -328,37 +342,45 @@ export class RunController {
 			this.showNotice(`line ${this.targetSeq} is not in this log`, 'warn');
 			return;
 		}
-		this.jumpToRow(idx);
+		this.jumpToRow(idx, this.targetEnd !== null && this.targetEnd > this.targetSeq ? 'start' : 'center');
 	}
 
-	/** Link to a line: highlight it and put `#L<seq>` in the URL (without a navigation). */
-	linkLine(seq: number): void {
-		this.targetSeq = seq;
+	/**
+	 * Link to a line: highlight it and put `#L<seq>` in the URL (without a navigation). With
+	 * `extend` (Shift+click) the link covers the range from the last plain-clicked line to this one.
+	 */
+	linkLine(seq: number, extend = false): void {
+		const anchor = extend && this.linkAnchor !== null ? this.linkAnchor : seq;
+		if (!extend || this.linkAnchor === null) this.linkAnchor = seq;
+		const range = { from: Math.min(anchor, seq), to: Math.max(anchor, seq) };
+		this.targetSeq = range.from;
+		this.targetEnd = range.to;
 		this.targetShown = true;
-		replaceState(`#L${seq}`, {});
+		replaceState(lineHash(range), {});
 	}
 
 	jumpToSeq(seq: number): void {
 		const idx = this.view.indexOfSeq(seq);
+		this.targetSeq = seq;
+		this.targetEnd = seq;
+		this.linkAnchor = seq;
 		if (idx < 0) {
 			// not loaded yet (still arriving): go there when it is
-			this.targetSeq = seq;
 			this.targetShown = false;
 			this.setFollow(false);
 			return;
 		}
-		this.targetSeq = seq;
 		this.targetShown = true;
 		replaceState(`#L${seq}`, {});
 		this.jumpToRow(idx);
 	}
 
-	private jumpToRow(rowIndex: number): void {
+	private jumpToRow(rowIndex: number, align: ScrollRequest['align'] = 'center'): void {
 		const { position, changed } = this.view.reveal(rowIndex);
 		if (changed) this.rev++;
 		if (position < 0) return;
 		this.setFollow(false);
-		this.requestScroll(position, 'center');
+		this.requestScroll(position, align);
 	}
 
 	private requestScroll(position: number, align: ScrollRequest['align']): void {
