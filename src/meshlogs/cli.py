@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import json
 import logging
 import os
 import re
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -265,6 +267,24 @@ def demo(
     ctx.exit(code)
 
 
+def _served_anon_key(base_url: str) -> str | None:
+    """The anon key a meshlogs server publishes for its console (``/config.json``), if it answers.
+
+    The anon key is public by design (every browser gets it), and the server's own key is the right
+    one even when this machine's data dir holds another secret. A hosted Supabase project has no such
+    file: there, ``--anon-key`` is needed.
+    """
+    if not base_url.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(f"{base_url}/config.json", timeout=5) as response:
+            body = json.loads(response.read(65536))
+    except (OSError, ValueError):
+        return None
+    key = body.get("anon_key") if isinstance(body, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
 def _local_anon_key(settings: Settings) -> str | None:
     """The anon key minted from the configured or data-dir JWT secret, without creating a secret."""
     if settings.jwt_secret:
@@ -367,10 +387,12 @@ def tail(
         pattern = re.compile(grep) if grep is not None else None
     except re.error as exc:
         raise click.BadParameter(f"not a regular expression: {exc}", param_hint="--grep") from None
-    key = anon_key or _local_anon_key(settings)
+    base_url = (url or settings.url).rstrip("/")
+    key = anon_key or _served_anon_key(base_url) or _local_anon_key(settings)
     if not key:
         raise click.UsageError(
-            "no API key: pass --anon-key (or MESHLOGS_ANON_KEY); there is no local JWT secret to mint one"
+            f"no API key: pass --anon-key (or MESHLOGS_ANON_KEY); {base_url}/config.json did not give"
+            " one and there is no local JWT secret to mint one"
         )
     if email is not None and password is None:
         if not sys.stdin.isatty():
@@ -386,7 +408,7 @@ def tail(
         for noisy in ("realtime", "websockets"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
     options = TailOptions(
-        url=(url or settings.url).rstrip("/"),
+        url=base_url,
         anon_key=key,
         run_id=run,
         email=email,
