@@ -97,7 +97,7 @@ async def test_exit_codes_json_and_messages(
         (["not-a-run", *common], "RUN_ID must be a run's UUID, got 'not-a-run'"),
         ([w.run_a, *common, "--level", "loud"], "unknown level 'loud'"),
         ([w.run_a, *common, "--grep", "("], "not a regular expression"),
-        ([w.run_a, "--url", server.url], "no API key: pass --anon-key"),
+        ([w.run_a, "--url", f"http://127.0.0.1:{free_port()}"], "no API key: pass --anon-key"),
         ([w.run_a, "--url", server.url, "--anon-key", "garbage"], "rejected the API key"),
     ]
     for args, message in cases:
@@ -110,6 +110,14 @@ async def test_exit_codes_json_and_messages(
         "tail", w.run_a, "--url", server.url, "--json", env={**env, "MESHLOGS_JWT_SECRET": SECRET}
     )
     assert (minted.code, minted.seqs()) == (1, [1, 2]), minted.err
+
+    # with neither, the server's own /config.json gives it (as for its console), whatever secret the
+    # local data dir holds
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "jwt_secret").write_text("z" * 40)
+    served = await meshlogs("tail", w.run_a, "--url", server.url, "--json", env={**env, **base_env(other)})
+    assert (served.code, served.seqs()) == (1, [1, 2]), served.err
 
 
 def free_port() -> int:
