@@ -87,6 +87,8 @@ class Authorizer:
         groups_per_query: claims groups checked in one transaction (one round trip).
         max_refresh: bound on (claims, run) decisions waiting for a background re-check; past it,
             entries simply expire and are checked in line, as without refresh-ahead.
+        refresh_pause: seconds between two background round trips (``groups_per_query`` decisions
+            each), so background checks never crowd out fan-out on the event loop.
         clock: monotonic time source, injectable for tests.
     """
 
@@ -99,6 +101,7 @@ class Authorizer:
         max_parallel: int = 4,
         groups_per_query: int = 64,
         max_refresh: int = 20_000,
+        refresh_pause: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
@@ -109,6 +112,7 @@ class Authorizer:
         self._parallel = asyncio.Semaphore(max_parallel)
         self._per_query = max(1, groups_per_query)
         self._max_refresh = max_refresh
+        self._refresh_pause = refresh_pause
         #: (claims key, run) -> claims, waiting for a background check (refresh-ahead or prefetch).
         self._refresh: dict[tuple[str, str], Claims] = {}
         self._refresher: asyncio.Task[None] | None = None
@@ -168,7 +172,7 @@ class Authorizer:
 
     async def _refresh_forever(self) -> None:
         while self._refresh:
-            keys = list(self._refresh)[: self._per_query * 4]
+            keys = list(self._refresh)[: self._per_query]
             generation = self._generation
             started = self._clock()
             groups: dict[str, tuple[Claims, list[Candidate]]] = {}
@@ -194,6 +198,9 @@ class Authorizer:
             self.refreshes += len(keys)
             for claims_key, (claims, cands) in groups.items():
                 self._remember(claims, cands, {cands[i] for i in seen[claims_key]}, started)
+            # Paced: the refresh of thousands of decisions (they were made together, so they come due
+            # together) must not crowd the event loop that is fanning out; there is half a TTL for it.
+            await asyncio.sleep(self._refresh_pause)
 
     async def close(self) -> None:
         """Stop the background checker (pending checks are dropped: they were only an optimization)."""

@@ -40,6 +40,9 @@ __all__ = ["Hub", "HubStats", "Subscriber"]
 
 log = logging.getLogger(__name__)
 
+#: Longest stretch of fan-out work between two yields to the event loop, in seconds.
+_FANOUT_SLICE = 0.003
+
 _AUTHZ_TABLES = frozenset({("public", "project_members"), ("public", "projects")})
 
 
@@ -231,7 +234,14 @@ class Hub:
             for j in idxs:
                 allowed.add((slots[key][j], key))
 
+        # Fan-out is synchronous, and the frames it queues are written when this task yields; so a big
+        # batch would hold every frame back until its very end (and the event loop with it). Yield
+        # every few milliseconds instead: what is ready goes out, and reads and joins are served.
+        slice_end = time.perf_counter() + _FANOUT_SLICE
         for i, (tx, change, subs) in enumerate(work):
+            if time.perf_counter() > slice_end:
+                await asyncio.sleep(0)
+                slice_end = time.perf_counter() + _FANOUT_SLICE
             # One pass over the subscriptions (a hot run has one per viewer): binding ids and the
             # column selections of each channel that may see the row.
             per_owner: dict[Any, tuple[list[int], set[tuple[str, ...] | None]]] = {}
