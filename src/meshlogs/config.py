@@ -109,7 +109,7 @@ class Settings:
     search_index_interval: float = _setting(
         1.0,
         "Seconds between runs of the background whole-log search indexer (meshlogs.index_run_logs(): "
-        "trigrams of complete 1000-line chunks, kept off the append path). 0 turns it off; search "
+        "trigrams of complete 200-line chunks, kept off the append path). 0 turns it off; search "
         "still works, scanning the lines not indexed.",
     )
     rest_max_rows: int = _setting(

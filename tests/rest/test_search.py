@@ -92,24 +92,30 @@ async def test_rest_ilike_is_run_scoped_and_the_append_path_has_no_trigram_index
 def test_indexer_makes_complete_chunks_once(world: World, db: psycopg.Connection[Any]) -> None:
     fill(db, world.run_a, 2500, 1)  # the world already holds 2 lines of run_a and 1 of run_b
     fill(db, world.run_b, 998, 1)
-    assert index_all(db) == 2000  # run_a's two complete chunks; run_b has none yet
+    assert index_all(db) == 2400 + 800  # complete 200-line chunks only
     chunks = db.execute(
         "select run_id::text, first_seq, last_seq, body from meshlogs.run_log_chunks"
-        " order by run_id, first_seq"
+        " order by run_id = %s desc, first_seq",
+        (world.run_a,),
     ).fetchall()
-    assert [(c[0], c[1], c[2]) for c in chunks] == [(world.run_a, 1, 1000), (world.run_a, 1001, 2000)]
+    assert [(c[0], c[1], c[2]) for c in chunks[:12]] == [
+        (world.run_a, k * 200 + 1, k * 200 + 200) for k in range(12)
+    ]
+    assert [(c[0], c[1], c[2]) for c in chunks[12:]] == [
+        (world.run_b, k * 200 + 1, k * 200 + 200) for k in range(4)
+    ]
     lines = [
         r[0]
         for r in db.execute(
-            "select message from run_logs where run_id = %s and seq <= 1000 order by seq", (world.run_a,)
+            "select message from run_logs where run_id = %s and seq <= 200 order by seq", (world.run_a,)
         )
     ]
     assert chunks[0][3] == "\n".join(lines)
     assert index_all(db) == 0  # idempotent: nothing twice
     fill(db, world.run_b, 1, 1)
-    assert index_all(db) == 1000
+    assert index_all(db) == 200
     state = dict(db.execute("select run_id::text, indexed_seq from meshlogs.run_log_search_state").fetchall())
-    assert state == {world.run_a: 2000, world.run_b: 1000}
+    assert state == {world.run_a: 2400, world.run_b: 1000}
 
 
 def test_only_one_indexer_at_a_time(world: World, db: psycopg.Connection[Any], db_url: str) -> None:

@@ -1,7 +1,7 @@
 """The background whole-log search indexer: ``meshlogs.index_run_logs()`` called every few seconds.
 
 Trigram-indexing each line as it is appended would cost the writers about 80 % of their throughput
-(migration 0012 has the measurements), so ``meshlogs serve`` indexes complete 1000-line chunks behind
+(migration 0012 has the measurements), so ``meshlogs serve`` indexes complete 200-line chunks behind
 the writers instead. Search never depends on it: lines not indexed yet are scanned directly. The
 database function takes an advisory lock, so several gateways on one database share the work without
 doing it twice; each call is bounded (``BATCH_LINES`` lines, one transaction), and while catching up
