@@ -578,16 +578,7 @@ async def update_rows(request: web.Request) -> web.StreamResponse:
         table, columns, orjson.dumps(payload).decode(), query.conditions, items, strip_nulls=strip
     )
     rows, affected = await _run_write(request, claims, stmt, items is not None, prefer)
-    span = f"0-{affected - 1}" if affected else "*"
-    return _write_response(
-        request,
-        200,
-        rows,
-        affected,
-        items is not None,
-        prefer,
-        content_range=f"{span}/{affected if prefer.count else '*'}",
-    )
+    return _affected_response(request, rows, affected, items is not None, prefer)
 
 
 @_rest_errors
@@ -601,13 +592,20 @@ async def delete_rows(request: web.Request) -> web.StreamResponse:
     items, strip = _representation(request, prefer)
     stmt = sqlbuild.delete_sql(table, query.conditions, items, strip_nulls=strip)
     rows, affected = await _run_write(request, claims, stmt, items is not None, prefer)
+    return _affected_response(request, rows, affected, items is not None, prefer)
+
+
+def _affected_response(
+    request: web.Request, rows: list[str], affected: int, represent: bool, prefer: Prefer
+) -> web.StreamResponse:
+    """PATCH/DELETE answer: 200 with ``Content-Range: 0-(n-1)/(n or *)``, as PostgREST sends it."""
     span = f"0-{affected - 1}" if affected else "*"
     return _write_response(
         request,
         200,
         rows,
         affected,
-        items is not None,
+        represent,
         prefer,
         content_range=f"{span}/{affected if prefer.count else '*'}",
     )
