@@ -276,6 +276,7 @@ class ServerProcess:
         self.port = 0
         self.starts = 0
         self.log_path = workdir / "server.log"
+        self.affinity: set[int] | None = None
 
     @property
     def pid(self) -> int:
@@ -296,6 +297,8 @@ class ServerProcess:
         cmd += ["--host", "127.0.0.1", "--port", "0"]
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
+        if self.affinity:
+            os.sched_setaffinity(self.proc.pid, self.affinity)
         deadline = time.monotonic() + timeout
         while True:
             text = self.log_path.read_bytes()[offset:].decode(errors="replace")

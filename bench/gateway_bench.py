@@ -180,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         " MESHLOGS_REALTIME_AUTHZ_CACHE_TTL=3600",
     )
     a("--server-log", default=None, help="copy the server's log here at the end")
+    a(
+        "--split-cores",
+        action="store_true",
+        help="pin Postgres and the writer to the first CPU, and the server, the load clients and this"
+        " process to the others: what the write path does when the database has cores of its own",
+    )
     return p
 
 
@@ -246,6 +252,32 @@ class GatewayBench:
                 raise SystemExit(f"--server-env wants NAME=VALUE, got {item!r}")
             extra[name] = value
         self.server = ServerProcess(self.url, self.secret, self.workdir, extra)
+        if self.args.split_cores:
+            self._split_cores()
+
+    def _split_cores(self) -> None:
+        """Postgres (the postmaster and every backend it has; new ones inherit) and the writer get
+        CPU 0, everything on the delivery side the rest. Off and on rounds then give Postgres the
+        same core, so their ratio shows what capture costs the write path itself."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit("--split-cores needs at least 2 CPUs")
+        db, rest = {cpus[0]}, set(cpus[1:])
+        postmaster = self._postmaster_pid()
+        if postmaster is None:
+            raise SystemExit("--split-cores: cannot find the postmaster")
+        root = psutil.Process(postmaster)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.cpu_affinity(list(db))
+        assert self.writer is not None
+        os.sched_setaffinity(self.writer.pid, db)
+        for c in self.clients:
+            os.sched_setaffinity(c.pid, rest)
+        os.sched_setaffinity(0, rest)
+        assert self.server is not None
+        self.server.affinity = rest
+        log(f"split cores: Postgres and the writer on CPU {cpus[0]}, the rest on {sorted(rest)}")
 
     def _postmaster_pid(self) -> int | None:
         assert self.admin is not None

@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 
 from meshlogs.realtime.gateway import GATEWAY
 from meshlogs.server.metrics import Metrics
+from meshlogs.server.search_index import SEARCH_INDEXER
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -29,7 +30,7 @@ OPERATE = DOCS / "howto" / "operate.md"
 #: Written by another issue; not ours to check.
 NOT_CHECKED = {DOCS / "benchmarks.md"}
 
-METRIC = re.compile(r"\bmeshlogs_(?:realtime|capture|delivery|authz)_[a-z_]+\b")
+METRIC = re.compile(r"\bmeshlogs_(?:realtime|capture|delivery|authz|search)_[a-z_]+\b")
 RULES_BLOCK = re.compile(r"<!-- alert rules[^>]*-->\n```yaml\n(.*?)\n```", re.S)
 
 
@@ -54,6 +55,7 @@ def _scrape() -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         app[GATEWAY] = gateway  # type: ignore[assignment]  # a stand-in with the attributes read
+        app[SEARCH_INDEXER] = SimpleNamespace(lines_indexed=0, failures=0, duty=1.0)  # type: ignore[assignment]
     return generate_latest(Metrics(app).registry).decode()
 
 
@@ -65,7 +67,12 @@ EXPOSED = FAMILIES | SAMPLES
 
 
 def test_the_stand_in_scrape_sees_the_real_metrics() -> None:
-    core = {"meshlogs_realtime_connections", "meshlogs_capture_ready", "meshlogs_delivery_lag_seconds"}
+    core = {
+        "meshlogs_realtime_connections",
+        "meshlogs_capture_ready",
+        "meshlogs_delivery_lag_seconds",
+        "meshlogs_search_index_duty",
+    }
     assert core <= FAMILIES
     assert "meshlogs_realtime_slow_consumer_disconnects_total" in SAMPLES
 

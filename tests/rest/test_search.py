@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from meshlogs.server.search_index import SEARCH_INDEXER
+from meshlogs.server.search_index import BATCH_LINES, DUTY_PAUSE, MAX_PAUSE, SEARCH_INDEXER, pause_factor
 from tests.factories import World
 from tests.rest.conftest import Api
 from tests.support.server import RunningServer, running_server
@@ -277,3 +277,67 @@ async def test_no_background_indexer_when_turned_off(
         assert SEARCH_INDEXER not in srv.app
         await asyncio.sleep(0.3)
     assert db.execute("select count(*) from meshlogs.run_log_search_state").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("rows_per_s", "factor"),
+    [
+        (0, DUTY_PAUSE),
+        (-5, DUTY_PAUSE),
+        (2_000, 2 * DUTY_PAUSE),
+        (10_000, 6 * DUTY_PAUSE),
+        (10**7, MAX_PAUSE),
+    ],
+)
+def test_the_indexer_leaves_more_room_the_busier_live_writes_are(rows_per_s: float, factor: float) -> None:
+    assert pause_factor(rows_per_s) == pytest.approx(factor)
+    assert pause_factor(rows_per_s + 1) >= pause_factor(rows_per_s)
+
+
+async def test_a_backlog_with_no_live_writes_is_indexed_a_third_of_the_time(
+    world: World, db_url: str, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    fill(db, world.run_a, 3 * BATCH_LINES, 1)  # written before the server's stream starts: a backlog
+    async with running_server(db_url, tmp_path, search_index_interval=0.05) as srv:
+        indexer = srv.app[SEARCH_INDEXER]
+        deadline = time.monotonic() + 60
+        while indexer.lines_indexed < 3 * BATCH_LINES:
+            assert time.monotonic() < deadline, indexer.lines_indexed
+            await asyncio.sleep(0.05)
+        assert indexer.duty == pytest.approx(1 / (1 + DUTY_PAUSE))
+        assert indexer.failures == 0
+
+
+async def test_live_writes_slow_the_indexer_down_and_it_still_catches_up(
+    world: World, db_url: str, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    async with running_server(db_url, tmp_path, search_index_interval=0.05) as srv:
+        indexer = srv.app[SEARCH_INDEXER]
+        stop = asyncio.Event()
+
+        async def write_live() -> int:
+            written = 0
+            async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+                while not stop.is_set() and written < 200_000:
+                    # Batches big enough to outrun the indexer, so that it has a backlog to pace.
+                    batch = [{"level": "info", "message": f"live-{written + i}"} for i in range(5000)]
+                    sql = "select append_run_logs(%s, %s::jsonb)"
+                    await conn.execute(sql, (world.run_a, json.dumps(batch)))
+                    written += 5000
+            return written
+
+        writer = asyncio.create_task(write_live())
+        try:
+            deadline = time.monotonic() + 60
+            while indexer.lines_indexed < 3 * BATCH_LINES:  # at least two paced calls under load
+                assert time.monotonic() < deadline and not writer.done(), indexer.lines_indexed
+                await asyncio.sleep(0.05)
+            assert indexer.duty < 1 / (1 + DUTY_PAUSE)
+        finally:
+            stop.set()
+            written = await asyncio.wait_for(writer, 30)
+        deadline = time.monotonic() + 120  # once writes stop, the backlog is indexed to the last chunk
+        complete = (written + 2) // 200 * 200  # the world holds 2 lines of run_a already
+        while (indexer.lines_indexed, indexer.failures) != (complete, 0):
+            assert time.monotonic() < deadline, (indexer.lines_indexed, written)
+            await asyncio.sleep(0.05)

@@ -1,4 +1,5 @@
-"""Prometheus metrics at ``/metrics``: connections, joins, messages, lag, slow consumers, authz cache.
+"""Prometheus metrics at ``/metrics``: connections, joins, messages, lag, slow consumers, authz cache,
+search indexing.
 
 Counters that the hot path already keeps (hub, gateway, authorizer, capture stats) are read at scrape
 time by a custom collector, so fan-out pays nothing per message for metrics; only the commit→fan-out
@@ -94,6 +95,33 @@ class _GatewayCollector(Collector):
         )
 
 
+class _SearchIndexCollector(Collector):
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Any]:
+        from meshlogs.server.search_index import SEARCH_INDEXER
+
+        indexer = self._app.get(SEARCH_INDEXER)
+        if indexer is None:
+            return
+        yield CounterMetricFamily(
+            "meshlogs_search_indexed_lines",
+            "Lines the background search indexer has indexed.",
+            value=indexer.lines_indexed,
+        )
+        yield CounterMetricFamily(
+            "meshlogs_search_index_failures",
+            "Background indexer calls that failed (retried at the next interval).",
+            value=indexer.failures,
+        )
+        yield GaugeMetricFamily(
+            "meshlogs_search_index_duty",
+            "Share of the time the indexer works while catching up (lower under live writes).",
+            value=indexer.duty,
+        )
+
+
 class Metrics:
     """The app's registry and the instruments the hot path observes directly."""
 
@@ -106,6 +134,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_GatewayCollector(app))
+        self.registry.register(_SearchIndexCollector(app))
 
 
 METRICS = web.AppKey("meshlogs.metrics", Metrics)
