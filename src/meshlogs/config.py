@@ -106,6 +106,13 @@ class Settings:
         "changes invalidate it at once. 0 checks every change (needed if run_logs' policy reads more "
         "than run_id).",
     )
+    realtime_authz_visibility_timeout: float = _setting(
+        5.0,
+        "Realtime: longest wait, in seconds, for a streamed commit to become visible to new snapshots before "
+        "an RLS check of its rows gives up and makes the affected channels resync (Postgres streams "
+        "a commit a moment before other sessions can see it; a synchronous standby that does not "
+        "answer makes that moment last).",
+    )
     search_index_interval: float = _setting(
         1.0,
         "Seconds between runs of the background whole-log search indexer (meshlogs.index_run_logs(): "
@@ -178,6 +185,8 @@ class Settings:
             raise ConfigError("MESHLOGS_AUTH_TOKEN_RATE_LIMIT must be positive")
         if self.refresh_token_reuse_interval < 0:
             raise ConfigError("MESHLOGS_REFRESH_TOKEN_REUSE_INTERVAL must be >= 0")
+        if self.realtime_authz_visibility_timeout <= 0:
+            raise ConfigError("MESHLOGS_REALTIME_AUTHZ_VISIBILITY_TIMEOUT must be > 0")
         if self.log_level not in {"debug", "info", "warning", "error"}:
             raise ConfigError("MESHLOGS_LOG_LEVEL must be debug, info, warning or error")
 

@@ -41,7 +41,7 @@ def _scrape() -> str:
         index=[],
         stats=stats,
         source=SimpleNamespace(status=status),
-        authorizer=SimpleNamespace(queries=0, cache_hits=0, cache_misses=0),
+        authorizer=SimpleNamespace(queries=0, cache_hits=0, cache_misses=0, visibility_waits=0),
     )
     gateway = SimpleNamespace(
         hub=hub,

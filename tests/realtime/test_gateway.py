@@ -4,9 +4,10 @@ broadcast, presence, restarts, slow consumers. Real Postgres, real sockets, real
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -443,3 +444,90 @@ async def test_metrics_and_readiness(
         assert values["meshlogs_authz_queries_total"] >= 1
     finally:
         await client.close()
+
+
+@contextlib.contextmanager
+def held_commits(db: psycopg.Connection[Any]) -> Iterator[Callable[[], None]]:
+    """Commits wait for a synchronous standby that never answers: their commit records are flushed
+    (and streamed) but the transactions stay invisible to new snapshots until ``release()``."""
+    db.execute("alter system set synchronous_standby_names = 'meshlogs_test_nobody'")
+    db.execute("select pg_reload_conf()")
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            db.execute("alter system reset synchronous_standby_names")
+            db.execute("select pg_reload_conf()")
+
+    try:
+        yield release
+    finally:
+        release()
+
+
+async def test_a_line_streamed_before_its_commit_is_visible_is_still_delivered(
+    server: RunningServer, world: World, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    """Postgres writes and flushes a commit record (which the walsender may stream at once) before
+    the transaction leaves the proc array; until then new snapshots do not see its rows. An RLS
+    check in that window must wait, not decide "not visible" and drop the line. A synchronous
+    standby that never answers holds a commit in exactly that window, for as long as the test likes.
+    """
+    from meshlogs.realtime.gateway import GATEWAY
+
+    hub = server.app[GATEWAY].hub
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        # Unfiltered: no decision is prefetched at join, so the first line is checked in SQL.
+        _ch, viewer = await subscribe(client, "window", token=server.user_token(world.viewer))
+        before = hub.stats.changes
+        with held_commits(db) as release:
+
+            def write() -> int:
+                with psycopg.connect(db_url, autocommit=True) as conn:
+                    return append(conn, world.run_a, lines(1, "held"))
+
+            writer = asyncio.get_running_loop().run_in_executor(None, write)
+            await wait_for(lambda: hub.stats.changes > before, what="the held commit on the stream")
+            await wait_for(lambda: hub.authorizer.visibility_waits > 0, what="the check waiting")
+            assert not writer.done() and viewer.changes == []
+            release()
+            assert await asyncio.wait_for(writer, 20) == 3
+        await wait_for(lambda: len(viewer.changes) == 1, what="the held line")
+        assert viewer.changes[0]["data"]["record"]["message"] == "held0"
+        assert hub.stats.authz_failures == 0
+    finally:
+        await client.close()
+
+
+async def test_a_commit_invisible_for_too_long_makes_the_channel_resync(
+    world: World, db: psycopg.Connection[Any], db_url: str, tmp_path: Path
+) -> None:
+    """Past MESHLOGS_REALTIME_AUTHZ_VISIBILITY_TIMEOUT the check gives up: the channel is told
+    (phx_error), rejoins, and the client backfills; the pipeline goes on."""
+    from meshlogs.realtime.gateway import GATEWAY
+
+    async with running_server(db_url, tmp_path, realtime_authz_visibility_timeout=0.3) as srv:
+        hub = srv.app[GATEWAY].hub
+        client = await connect(srv.ws_url, srv.anon_key)
+        try:
+            _ch, viewer = await subscribe(client, "stuck", token=srv.user_token(world.viewer))
+            with held_commits(db) as release:
+
+                def write() -> int:
+                    with psycopg.connect(db_url, autocommit=True) as conn:
+                        return append(conn, world.run_a, lines(1, "held"))
+
+                writer = asyncio.get_running_loop().run_in_executor(None, write)
+                await wait_for(lambda: "CHANNEL_ERROR" in viewer.states, what="the channel erroring")
+                assert hub.stats.authz_failures == 1 and viewer.changes == []
+                release()
+                assert await asyncio.wait_for(writer, 20) == 3
+            await wait_for(lambda: viewer.states.count("SUBSCRIBED") >= 2, what="the client rejoining")
+            append(db, world.run_a, lines(1, "after"))
+            await wait_for(lambda: len(viewer.changes) == 1, what="the next line")
+            assert viewer.changes[0]["data"]["record"]["seq"] == 4
+        finally:
+            await client.close()

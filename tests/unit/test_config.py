@@ -46,6 +46,7 @@ def test_overrides_beat_environment_and_none_is_ignored() -> None:
         ({"MESHLOGS_MAX_LINE_BYTES": "10"}, "at least 1024"),
         ({"MESHLOGS_LOG_LEVEL": "loud"}, "MESHLOGS_LOG_LEVEL"),
         ({"MESHLOGS_WRITER_FLUSH_INTERVAL": "0"}, "must be > 0"),
+        ({"MESHLOGS_REALTIME_AUTHZ_VISIBILITY_TIMEOUT": "0"}, "VISIBILITY_TIMEOUT must be > 0"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

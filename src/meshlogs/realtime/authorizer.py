@@ -23,6 +23,12 @@ Joins prefetch the decision for the run they filter on, for the same reason. A b
 only stored if no invalidation happened while it was computed (a generation counter), so a revocation
 seen on the stream can never be overwritten by an answer read before it.
 
+Never too early. A change can arrive before its transaction is visible to new snapshots (see
+:mod:`meshlogs.realtime.visibility`); a check made then would call the row invisible and drop it.
+The hub tells the authorizer every streamed xid, and each check's answer counts only if its own
+snapshot shows all of them; otherwise it is asked again, for at most ``visibility_timeout``
+seconds, after which the check fails and the hub makes the channels resync (nothing is dropped).
+
 Rows that no longer exist (DELETE) cannot be re-read: for ``workflow_runs`` and ``run_logs`` the
 decision uses the old row's project / run; for other tables deletes reach only the service role.
 """
@@ -42,8 +48,9 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from meshlogs.realtime.claims import Claims
+from meshlogs.realtime.visibility import Snapshot, StreamedXids
 
-__all__ = ["Authorizer", "Candidate"]
+__all__ = ["Authorizer", "Candidate", "NotVisibleYet"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,13 @@ log = logging.getLogger(__name__)
 _Statement = tuple["sql.Composed | sql.SQL", list[Any], Callable[[Any], list[int]]]
 
 RUN_SCOPED = frozenset({("public", "run_logs"), ("public", "workflow_runs")})
+
+#: Backoff between two attempts of a check whose snapshot did not show every streamed transaction.
+_VISIBILITY_BACKOFF = (0.001, 0.05)
+
+
+class NotVisibleYet(RuntimeError):
+    """Streamed transactions stayed invisible to new snapshots past the timeout."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +103,10 @@ class Authorizer:
             entries simply expire and are checked in line, as without refresh-ahead.
         refresh_pause: seconds between two background round trips (``groups_per_query`` decisions
             each), so background checks never crowd out fan-out on the event loop.
-        clock: monotonic time source, injectable for tests.
+        visibility_timeout: longest wait for streamed transactions to become visible to new
+            snapshots before a check fails (normally microseconds; a stuck synchronous standby
+            holds commits there).
+        clock: monotonic time source for the cache, injectable for tests.
     """
 
     def __init__(
@@ -102,6 +119,7 @@ class Authorizer:
         groups_per_query: int = 64,
         max_refresh: int = 20_000,
         refresh_pause: float = 0.01,
+        visibility_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
@@ -118,12 +136,19 @@ class Authorizer:
         self._refresher: asyncio.Task[None] | None = None
         #: Bumped by every invalidation: background answers computed across one are thrown away.
         self._generation = 0
+        self._streamed = StreamedXids()
+        self._visibility_timeout = visibility_timeout
+        self.visibility_waits = 0
         self.queries = 0
         self.cache_hits = 0
         self.cache_misses = 0
         self.refreshes = 0
 
-    # -- cache invalidation (called by the hub, in stream order) ------------------------------------
+    # -- the stream (called by the hub, in stream order) ---------------------------------------------
+
+    def note_streamed(self, xid: int) -> None:
+        """A transaction arrived on the stream: checks from now on must see it committed."""
+        self._streamed.add(xid)
 
     def invalidate_user(self, user_id: str | None) -> None:
         """A membership of ``user_id`` changed: forget every decision made for that user."""
@@ -264,8 +289,23 @@ class Authorizer:
     async def _check_chunk(
         self, chunk: Sequence[tuple[str, Claims, Sequence[Candidate], list[int]]]
     ) -> dict[str, set[int]]:
-        async with self._parallel:
-            return await self._query(chunk)
+        """One round trip, repeated while its snapshot predates a streamed commit's visibility."""
+        deadline = time.monotonic() + self._visibility_timeout
+        delay, most = _VISIBILITY_BACKOFF
+        while True:
+            mark = self._streamed.mark()
+            async with self._parallel:
+                visible, snapshot = await self._query(chunk)
+            if self._streamed.covered(mark, snapshot):
+                self._streamed.confirm(mark)
+                return visible
+            self.visibility_waits += 1
+            if time.monotonic() + delay > deadline:
+                raise NotVisibleYet(
+                    f"streamed transactions not visible to new snapshots after {self._visibility_timeout:g}s"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, most)
 
     def _cached(self, claims: Claims, cand: Candidate, now: float) -> bool | None:
         if self._cache_ttl <= 0 or cand.run_id is None or (cand.schema, cand.table) not in RUN_SCOPED:
@@ -301,8 +341,10 @@ class Authorizer:
 
     async def _query(
         self, chunk: Sequence[tuple[str, Claims, Sequence[Candidate], list[int]]]
-    ) -> dict[str, set[int]]:
-        """One read-only transaction, one pipeline: per group, set its role and claims, then ask."""
+    ) -> tuple[dict[str, set[int]], Snapshot]:
+        """One read-only transaction, one pipeline: the snapshot, then per group its role and
+        claims and the question. Every later statement's snapshot shows at least what the first
+        one's does, in any isolation level."""
         plan: list[
             tuple[str, list[tuple[sql.Composed | sql.SQL, list[Any], Callable[[Any], list[int]]]]]
         ] = []
@@ -324,6 +366,7 @@ class Authorizer:
             cursors: list[tuple[str, Any, Callable[[Any], list[int]]]] = []
             async with conn.pipeline():
                 await conn.execute("set transaction read only")
+                snap_cur = await conn.execute("select pg_current_snapshot()::text")
                 for (name, statements), (_n, claims, _c, _u) in zip(plan, chunk, strict=True):
                     await conn.execute(
                         "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
@@ -331,9 +374,12 @@ class Authorizer:
                     )
                     for query, params, pick in statements:
                         cursors.append((name, await conn.execute(query, params), pick))
+            row = await snap_cur.fetchone()
             for name, cur, pick in cursors:
                 visible[name].update(pick(await cur.fetchall()))
-        return visible
+        if row is None:
+            raise RuntimeError("pg_current_snapshot() returned no row")
+        return visible, Snapshot.parse(str(row[0]))
 
     @staticmethod
     def _statement(

@@ -134,7 +134,11 @@ def add_routes(app: web.Application, *, source: ChangeSource | None = None) -> N
         pool = app[POOL]
         change_source = source or ReplicationSource(app[DATABASE_URL])
         catalog = Catalog(pool)
-        authorizer = Authorizer(pool, cache_ttl=settings.realtime_authz_cache_ttl)
+        authorizer = Authorizer(
+            pool,
+            cache_ttl=settings.realtime_authz_cache_ttl,
+            visibility_timeout=settings.realtime_authz_visibility_timeout,
+        )
         hub = Hub(change_source, authorizer, catalog, observe_lag=app[METRICS].commit_lag.observe)
         gateway = Gateway(settings, app[JWT_SECRET], hub, catalog)
         await gateway.start()

@@ -191,6 +191,7 @@ class Hub:
         self.stats.batches += 1
         work: list[tuple[Transaction, Change, list[Subscription]]] = []
         for tx in transactions:
+            self.authorizer.note_streamed(tx.xid)
             self.stats.transactions += 1
             self.stats.changes += len(tx.changes)
             lag = time.time() - tx.commit_time.timestamp()

@@ -89,6 +89,11 @@ class _GatewayCollector(Collector):
             "meshlogs_authz_cache_misses", "Authorization decisions checked in SQL.", value=authz.cache_misses
         )
         yield CounterMetricFamily(
+            "meshlogs_authz_visibility_waits",
+            "Authorization checks repeated: a streamed commit was not visible to new snapshots yet.",
+            value=authz.visibility_waits,
+        )
+        yield CounterMetricFamily(
             "meshlogs_authz_failures",
             "Batches not delivered: authorization failed.",
             value=hub.stats.authz_failures,
