@@ -108,6 +108,7 @@ SERVER_METRICS = {
     "messages": "meshlogs_realtime_messages_total",
     "authz_queries": "meshlogs_authz_queries_total",
     "authz_misses": "meshlogs_authz_cache_misses_total",
+    "visibility_waits": "meshlogs_authz_visibility_waits_total",
     "slow_consumers": "meshlogs_realtime_slow_consumer_disconnects_total",
     "transactions": "meshlogs_capture_transactions_total",
 }
