@@ -86,6 +86,7 @@ RAMP_COLUMNS: list[Column] = [
     ("p99 ms", _lat("p99_ms")),
     ("write ms p50/p99", lambda r: _pcts(r.get("write_ms"), ("p50_ms", "p99_ms"))),
     ("authz q/s", lambda r: _num(r.get("authz_queries_per_s"))),
+    ("visibility waits/s", lambda r: _num(r.get("visibility_waits_per_s"), 1)),
     ("CPU cores", lambda r: cpu_cell(r.get("cpu"))),
     ("ok", lambda r: "warm-up" if r.get("warmup") else ("yes" if r.get("ok") else "**no**")),
 ]

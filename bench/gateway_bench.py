@@ -553,6 +553,7 @@ class GatewayBench:
         }
         if "server" in win:
             row["authz_queries_per_s"] = win["server"]["authz_queries"]
+            row["visibility_waits_per_s"] = win["server"]["visibility_waits"]
             row["server_msgs_per_s"] = win["server"]["messages"]
             row["slow_consumers"] = win["server"]["slow_consumers"]
         return row
