@@ -67,7 +67,9 @@ class Settings:
     max_line_bytes: int = _setting(
         65536,
         "Longest log message stored, in UTF-8 bytes; longer messages are truncated with a visible "
-        "'[truncated N bytes]' marker. Enforced by the writer SDK and by append_run_logs().",
+        "'[truncated N bytes]' marker. Enforced by the writer SDK and by append_run_logs() called "
+        "through /rest/v1/rpc; direct SQL callers get the database setting meshlogs.max_line_bytes "
+        "(default 65536; ALTER DATABASE ... SET meshlogs.max_line_bytes = N).",
     )
     writer_batch_lines: int = _setting(
         2000, "Writer SDK: flush a run's buffer once it holds this many lines."

@@ -76,9 +76,19 @@ class MigrationError(DatabaseError):
 
 
 class TokenError(MeshlogsError):
-    """A JWT failed verification. The message is safe to show to the caller."""
+    """A JWT failed verification. The message is safe to show to the caller.
+
+    ``reason`` says which way it failed, for protocols that word each case their own way (Supabase
+    Realtime does): ``malformed``, ``signature``, ``expired``, ``missing_claims`` or ``invalid``.
+    ``expired_at`` is the token's ``exp`` when it has expired.
+    """
 
     code = "InvalidJWTToken"
+
+    def __init__(self, message: str, reason: str = "invalid", *, expired_at: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.expired_at = expired_at
 
 
 class WriterError(MeshlogsError):

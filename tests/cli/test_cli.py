@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import psycopg
 import pytest
 
 from meshlogs.auth.tokens import verify_token
+from tests.support.server import running_server
 
 
 def meshlogs(
@@ -82,3 +84,64 @@ def test_database_url_flag_uses_that_server(data_dir: Path, db_url: str) -> None
 def test_unreachable_database_url_is_a_failure(data_dir: Path) -> None:
     result = meshlogs("migrate", "--database-url", "postgresql://x@/y?host=/nonexistent", data_dir=data_dir)
     assert result.returncode == 1 and "error: cannot connect" in result.stderr
+
+
+async def test_users_add_then_password_login_over_http(data_dir: Path, db_url: str, tmp_path: Path) -> None:
+    added = meshlogs(
+        "users",
+        "add",
+        "Ops@Example.com",
+        "--password",
+        "s3cret-pass",
+        "--database-url",
+        db_url,
+        data_dir=data_dir,
+    )
+    assert added.returncode == 0, added.stderr
+    line = added.stdout.strip()
+    assert line.startswith("created user ops@example.com (") and line.endswith(")"), line
+    user_id = line.rsplit("(", 1)[1].rstrip(")")
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "select id::text, email from auth.users where email = 'ops@example.com'"
+        ).fetchone()
+    assert row == (user_id, "ops@example.com")
+
+    async with (
+        running_server(db_url, tmp_path / "server") as srv,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+    ):
+
+        async def login(email: str, password: str, **headers: str) -> tuple[int, dict[str, object]]:
+            async with http.post(
+                f"{srv.url}/auth/v1/token?grant_type=password",
+                json={"email": email, "password": password},
+                headers={"apikey": srv.anon_key, **headers},
+            ) as resp:
+                return resp.status, await resp.json()
+
+        for email in ("ops@example.com", "Ops@Example.com"):
+            status, body = await login(email, "s3cret-pass")
+            assert status == 200, body
+            assert body["token_type"] == "bearer" and body["refresh_token"]
+            assert body["user"]["id"] == user_id  # type: ignore[index]
+            claims = verify_token(srv.secret, str(body["access_token"]))
+            assert (claims["sub"], claims["email"], claims["role"]) == (
+                user_id,
+                "ops@example.com",
+                "authenticated",
+            )
+
+        # a wrong password: Supabase Auth's error body, in both API-version formats
+        status, body = await login(
+            "ops@example.com", "s3cret-pasS", **{"X-Supabase-Api-Version": "2024-01-01"}
+        )
+        assert (status, body) == (
+            400,
+            {"code": "invalid_credentials", "message": "Invalid login credentials"},
+        )
+        status, body = await login("ops@example.com", "wrong")
+        assert (status, body) == (
+            400,
+            {"code": 400, "error_code": "invalid_credentials", "msg": "Invalid login credentials"},
+        )

@@ -210,7 +210,9 @@ def test_limit_is_configurable(db: psycopg.Connection[Any], run: str) -> None:
 
 
 def test_nul_bytes_cannot_reach_the_table(db: psycopg.Connection[Any], run: str) -> None:
-    """jsonb refuses \\u0000 before the function runs: a clear error, nothing stored (SDK/REST replace it)."""
+    """jsonb refuses \\u0000 before the function runs: a clear error, nothing stored. REST answers with
+    PostgREST's own 22P05 error, as hosted Supabase does; the writer SDK replaces NUL with U+FFFD
+    before sending."""
     with pytest.raises(psycopg.errors.UntranslatableCharacter):
         db.execute("select append_run_logs(%s, %s::jsonb)", (run, '[{"level":"info","message":"a\\u0000b"}]'))
     assert seqs(db, run) == []

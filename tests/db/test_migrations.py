@@ -157,8 +157,10 @@ def debian_pg15() -> Iterator[str]:
     base.chmod(0o755)
     data = base / "data"
     data.mkdir()
-    shutil.chown(data, "postgres", "postgres")
-    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    as_pg: list[str] = []
+    if os.geteuid() == 0:  # Postgres refuses to run as root: use Debian's postgres user
+        shutil.chown(data, "postgres", "postgres")
+        as_pg = ["runuser", "-u", "postgres", "--"]
     subprocess.run(
         [
             *as_pg,

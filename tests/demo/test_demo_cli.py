@@ -25,6 +25,8 @@ import psycopg
 import pytest
 from realtime import AsyncRealtimeClient
 
+from meshlogs.auth.tokens import verify_token
+
 TIMEOUT = 120
 
 
@@ -191,6 +193,11 @@ async def assert_serves_and_streams(http: aiohttp.ClientSession, demo: Demo) -> 
         await client.close()
     messages = [p["data"]["record"]["message"] for p in received]
     assert all("crm_live_" not in m and "whsec_" not in m for m in messages)
+    with psycopg.connect(demo.database_url) as conn:
+        (coloured,) = conn.execute(
+            "select count(*) from run_logs where strpos(message, chr(27) || '[') > 0"
+        ).fetchone()  # type: ignore[misc]
+    assert coloured > 0, "simulated runs print ANSI colours, as real tools do"
 
     # lines keep arriving in the table
     with psycopg.connect(demo.database_url) as conn:
@@ -219,6 +226,31 @@ async def assert_serves_and_streams(http: aiohttp.ClientSession, demo: Demo) -> 
     assert args[index + 1] and out.decode().count("\n") > 0 and "is running" in err.decode()
 
 
+def assert_banner_keys(demo: Demo, data_dir: Path) -> None:
+    """The banner prints both keys, each a valid JWT of the demo's secret with the right role."""
+    text = "\n".join(demo.banner)
+    assert re.search(r"^\s+anon key\s+\S+$", text, re.M) and re.search(r"^\s+service key\s+\S+$", text, re.M)
+    secret = (data_dir / "jwt_secret").read_text().strip()
+    service_key = demo.field("service key")
+    assert verify_token(secret, demo.anon_key)["role"] == "anon"
+    assert verify_token(secret, service_key)["role"] == "service_role"
+    assert service_key != demo.anon_key
+
+
+async def assert_signup_is_allowed(http: aiohttp.ClientSession, demo: Demo) -> None:
+    headers = {"apikey": demo.anon_key, "X-Supabase-Api-Version": "2024-01-01"}
+    async with http.get(f"{demo.console}/auth/v1/settings", headers=headers) as resp:
+        assert resp.status == 200 and (await resp.json())["disable_signup"] is False
+    email, password = "newcomer@example.com", "newcomer-password-1"
+    async with http.post(
+        f"{demo.console}/auth/v1/signup", json={"email": email, "password": password}, headers=headers
+    ) as resp:
+        body = await resp.json()
+        assert resp.status == 200, body
+    assert body["user"]["email"] == email and body["access_token"]
+    assert await login(http, demo, email, password)
+
+
 @pytest.mark.timeout(400)
 async def test_demo_fresh_then_reused_and_stops_cleanly(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     data_dir = tmp_path / "data"
@@ -233,6 +265,7 @@ async def test_demo_fresh_then_reused_and_stops_cleanly(tmp_path: Path, http: ai
                 "select count(*) from workflow_runs where started_at < to_timestamp(%s)", (first_started,)
             ).fetchone()  # type: ignore[misc]
         assert history == 17  # 4 finished runs per webhook workflow, plus one long run
+        assert_banner_keys(demo, data_dir)
         pgdata_pid = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
         family = psutil.Process(demo.proc.pid).children(recursive=True)
     finally:
@@ -257,6 +290,7 @@ async def test_demo_fresh_then_reused_and_stops_cleanly(tmp_path: Path, http: ai
             ).fetchone()
         assert history_again == history  # history is not seeded twice
         assert stale == (0,)  # the first demo's live runs were canceled when it stopped
+        await assert_signup_is_allowed(http, demo)  # after the counts check: it adds a user
     finally:
         code = await stop(demo.proc, signal.SIGTERM)
     assert code == 0

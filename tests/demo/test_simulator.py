@@ -64,6 +64,12 @@ async def test_history_live_runs_and_stop(db: psycopg.Connection[Any], db_url: s
             (long_run[0],),
         ).fetchone()  # type: ignore[misc]
         assert ordered is True
+        # the simulated tools' ANSI colours reach the table as written (the console and tail render them)
+        (coloured,) = db.execute(
+            "select count(*) from run_logs where strpos(message, chr(27) || '[') > 0 and run_id = %s",
+            (long_run[0],),
+        ).fetchone()  # type: ignore[misc]
+        assert coloured > 0
 
         await sim.start()
         live = await sim.wait_for_runs(3, timeout=20)

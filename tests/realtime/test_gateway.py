@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import aiohttp
 import psycopg
 import pytest
 
+from meshlogs.realtime.gateway import GATEWAY as GATEWAY_KEY
 from tests.factories import World, append, make_world
 from tests.realtime.helpers import connect, subscribe, wait_for
 from tests.support.server import RunningServer, running_server
@@ -172,20 +175,35 @@ async def test_forged_and_expired_tokens_are_refused(server: RunningServer, worl
         {"role": "service_role", "exp": int(time.time()) + 60}, "another-secret-" * 3, algorithm="HS256"
     )
     expired = server.user_token(world.viewer, ttl=1, now=time.time() - 120)
+    no_role = jwt.encode({"exp": int(time.time()) + 60}, server.secret, algorithm="HS256")
+    no_exp = jwt.encode({"role": "anon"}, server.secret, algorithm="HS256")
+    # Supabase Realtime's exact connect-time bodies (RealtimeWeb.UserSocket.error_response/1).
+    refusals = (
+        (forged, "Failed to validate JWT signature"),
+        (expired, "Token has expired"),
+        ("nonsense", "The token provided is not a valid JWT"),
+        (no_role, "Fields `role` and `exp` are required in JWT"),
+        (no_exp, "Fields `role` and `exp` are required in JWT"),
+    )
     async with aiohttp.ClientSession() as http:
-        for bad, message in ((forged, "signature"), (expired, "expired"), ("nonsense", "invalid JWT")):
+        for bad, message in refusals:
             async with http.get(f"{server.url}/realtime/v1/websocket?apikey={bad}&vsn=1.0.0") as resp:
                 assert resp.status == 401
-                assert message in (await resp.json())["error"]
+                assert await resp.json() == {"error": message}
         async with http.get(f"{server.url}/realtime/v1/websocket?vsn=1.0.0") as resp:
             assert resp.status == 401 and (await resp.json()) == {"error": "API key is missing"}
         async with http.get(f"{server.url}/realtime/v1/websocket?apikey={server.anon_key}&vsn=3.0.0") as resp:
             assert resp.status == 403
     client = await connect(server.ws_url, server.anon_key)
     try:
-        for topic, token in (("forged", forged), ("expired", expired)):
+        for topic, token, reason in (
+            ("forged", forged, r"JwtSignatureError: Failed to validate JWT signature"),
+            ("expired", expired, r"InvalidJWTToken: Token has expired 1[12]\d seconds ago"),
+            ("no-role", no_role, r"InvalidJWTToken: Fields `role` and `exp` are required in JWT"),
+        ):
             _ch, rec = await subscribe(client, topic, token=token, filter=f"run_id=eq.{world.run_a}")
             assert "CHANNEL_ERROR" in rec.states and "SUBSCRIBED" not in rec.states
+            assert any(re.search(reason, e) for e in rec.errors), rec.errors
     finally:
         await client.close()
 
@@ -230,6 +248,125 @@ async def test_expiring_token_closes_the_channel(server: RunningServer, world: W
         assert "CHANNEL_ERROR" in rec.states
     finally:
         await client.close()
+
+
+async def test_refreshing_to_a_bad_token_closes_the_channel_with_supabases_message(
+    server: RunningServer, world: World
+) -> None:
+    import jwt
+
+    client = await connect(server.ws_url, server.anon_key)
+    try:
+        _ch, rec = await subscribe(
+            client, "bad-refresh", token=server.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
+        )
+        assert "SUBSCRIBED" in rec.states
+        no_role = jwt.encode({"exp": int(time.time()) + 60}, server.secret, algorithm="HS256")
+        await client.set_auth(no_role)
+        await wait_for(
+            lambda: (
+                any(s.get("message") == "Fields `role` and `exp` are required in JWT" for s in rec.system)
+                or any("Fields `role` and `exp`" in e for e in rec.errors)
+            ),
+            what="the refresh refused as a system error",
+        )
+    finally:
+        await client.close()
+
+
+async def test_refreshing_to_another_users_token_reauthorizes_down(
+    server: RunningServer, world: World, db: psycopg.Connection[Any]
+) -> None:
+    """A token refresh is a new authorization: an outsider's token stops the viewer's lines."""
+    client = await connect(server.ws_url, server.anon_key)
+    svc = await connect(server.ws_url, server.service_key)
+    try:
+        _ch, rec = await subscribe(
+            client, "down", token=server.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
+        )
+        _s, sentinel = await subscribe(svc, "down-s", filter=f"run_id=eq.{world.run_a}")
+        append(db, world.run_a, lines(1, "mine"))
+        await wait_for(lambda: len(rec.changes) == 1)
+        await client.set_auth(server.user_token(world.outsider))
+        await wait_for(lambda: any(s.get("status") == "ok" for s in rec.system[1:]), what="re-subscribed")
+        append(db, world.run_a, lines(2, "not-yours"))
+        await wait_for(lambda: len(sentinel.changes) == 3, what="the sentinel")
+        await asyncio.sleep(0.3)
+        assert [p["data"]["record"]["message"] for p in rec.changes] == ["mine0"]
+    finally:
+        await client.close()
+        await svc.close()
+
+
+async def test_socket_path_health_and_api_key_header(server: RunningServer, world: World) -> None:
+    """/socket/websocket is the same endpoint; the key may come as x-api-key; /healthz answers."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/healthz") as resp:
+            assert resp.status == 200
+        url = server.url.replace("http://", "ws://") + "/socket/websocket?vsn=1.0.0"
+        async with http.ws_connect(url, headers={"x-api-key": server.anon_key}) as ws:
+            await ws.send_json(
+                {"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "1", "join_ref": None}
+            )
+            reply = await asyncio.wait_for(ws.receive_json(), 10)
+            assert (reply["event"], reply["ref"], reply["payload"]["status"]) == ("phx_reply", "1", "ok")
+
+
+async def test_connections_over_the_limit_get_supabases_429(
+    world: World, db_url: str, tmp_path: Path
+) -> None:
+    async with running_server(db_url, tmp_path, realtime_max_connections=2) as srv:
+        url = srv.url.replace("http://", "ws://") + f"/realtime/v1/websocket?apikey={srv.anon_key}&vsn=1.0.0"
+        async with aiohttp.ClientSession() as http:
+            first = await http.ws_connect(url)
+            second = await http.ws_connect(url)
+            try:
+                async with http.get(url.replace("ws://", "http://")) as resp:
+                    assert resp.status == 429
+                    assert await resp.json() == {"error": "Too many connected users"}
+            finally:
+                await first.close()
+                await second.close()
+            # a slot is free again once a client leaves
+            await wait_for(lambda: len(srv.app[GATEWAY_KEY].sessions) == 0, what="sessions closed")
+            third = await http.ws_connect(url)
+            await third.close()
+
+
+@pytest.mark.parametrize("change", ["move the run", "delete the project membership"])
+async def test_decisions_follow_run_and_project_changes_on_the_stream(
+    server: RunningServer, world: World, db: psycopg.Connection[Any], change: str
+) -> None:
+    """The cached (viewer, run) decision is dropped when the run moves to another project or the
+    membership goes, seen on the same stream: no line committed after that reaches the viewer."""
+    client = await connect(server.ws_url, server.anon_key)
+    svc = await connect(server.ws_url, server.service_key)
+    try:
+        _ch, rec = await subscribe(
+            client, "moves", token=server.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
+        )
+        _s, sentinel = await subscribe(svc, "moves-s", filter=f"run_id=eq.{world.run_a}")
+        append(db, world.run_a, lines(1, "before"))
+        await wait_for(lambda: len(rec.changes) == 1)
+        if change == "move the run":
+            db.execute(
+                "update workflow_runs set project_id = %s where id = %s", (world.project_b, world.run_a)
+            )
+        elif change == "delete the project membership":
+            db.execute(
+                "delete from project_members where project_id = %s and user_id = %s",
+                (world.project_a, world.viewer),
+            )
+        else:  # the project row changes in a way that hides it: membership is gone with it
+            db.execute("update projects set owner = %s where id = %s", (world.outsider, world.project_a))
+            db.execute("delete from project_members where project_id = %s", (world.project_a,))
+        append(db, world.run_a, lines(2, "after"))
+        await wait_for(lambda: len(sentinel.changes) == 3, what="the sentinel")
+        await asyncio.sleep(0.3)
+        assert [p["data"]["record"]["message"] for p in rec.changes] == ["before0"]
+    finally:
+        await client.close()
+        await svc.close()
 
 
 async def test_revocation_stops_delivery_within_one_second(
@@ -531,3 +668,28 @@ async def test_a_commit_invisible_for_too_long_makes_the_channel_resync(
             assert viewer.changes[0]["data"]["record"]["seq"] == 4
         finally:
             await client.close()
+
+
+async def test_the_python_client_rejoins_after_the_server_restarts(
+    world: World, db: psycopg.Connection[Any], db_url: str, tmp_path: Path
+) -> None:
+    """PyPI realtime reconnects by itself when the server comes back on the same port, rejoins its
+    channel, and receives what is written afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with running_server(db_url, tmp_path / "one", port=port) as srv:
+        client = await connect(srv.ws_url, srv.anon_key)
+        _ch, rec = await subscribe(
+            client, "restart", token=srv.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
+        )
+        append(db, world.run_a, lines(1, "before"))
+        await wait_for(lambda: len(rec.changes) == 1)
+    try:
+        async with running_server(db_url, tmp_path / "two", port=port):
+            await wait_for(lambda: rec.states.count("SUBSCRIBED") >= 2, timeout=60, what="the rejoin")
+            append(db, world.run_a, lines(1, "after"))
+            await wait_for(lambda: len(rec.changes) == 2, what="the line after the restart")
+            assert [p["data"]["record"]["message"] for p in rec.changes] == ["before0", "after0"]
+    finally:
+        await client.close()

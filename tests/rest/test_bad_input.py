@@ -228,6 +228,39 @@ async def test_api_key_is_required(api: Api, world: World, server: RunningServer
     assert (status, body) == (200, [])
 
 
+@pytest.mark.parametrize("case", ["other secret", "alg none", "alg none, no signature dot", "HS512"])
+async def test_forged_api_keys_are_refused(
+    api: Api, world: World, server: RunningServer, db: psycopg.Connection[Any], case: str
+) -> None:
+    """A key that looks like the anon or service key but is not signed with the project's secret
+    (HS256) is refused before any route runs, with the gateway's body, whatever Bearer comes along."""
+    now = int(time.time())
+    claims = {"iss": "supabase", "role": "service_role", "iat": now, "exp": now + 3600}
+    forged = {
+        "other secret": _forge(claims, secret="another-secret-" + "y" * 40),
+        "alg none": _alg_none(claims),
+        "alg none, no signature dot": _alg_none(claims).rstrip("."),
+        "HS512": _forge(claims, secret=server.secret, alg="HS512"),
+    }[case]
+    requests = [
+        ("GET", "/rest/v1/run_logs?select=seq", None),
+        ("GET", "/rest/v1/run_log_seq", None),
+        ("POST", "/rest/v1/run_logs", {"run_id": world.run_a, "seq": 99, "level": "info", "message": "x"}),
+        ("GET", "/auth/v1/settings", None),
+    ]
+    for token in (None, server.user_token(world.owner), server.service_key):
+        for method, path, body in requests:
+            status, headers, got = await api.request(method, path, key=forged, token=token, json=body)
+            assert status == 401, (case, path, got)
+            assert headers["Content-Type"].startswith("application/json"), (case, path)
+            assert isinstance(got, dict) and set(got) == {"message", "hint"}, (case, path, got)
+            assert got["message"] == "Invalid API key", (case, path, got)
+    # the same key as the apikey query parameter (how supabase-js sends it on WebSockets)
+    status, _, got = await api.get(f"/rest/v1/run_logs?apikey={forged}", key=None)
+    assert status == 401 and got["message"] == "Invalid API key", (case, got)
+    table_intact(db, world)
+
+
 async def test_unsupported_methods(api: Api, world: World) -> None:
     status, _, body = await api.request("PUT", "/rest/v1/run_logs", json={})
     assert_pgrst(status, body, 405, "PGRST117")

@@ -94,34 +94,55 @@ async def test_read_matrix(
                 assert body == [], (table, role, value)
 
 
-@pytest.mark.parametrize(
-    ("role", "status", "code"),
-    [("viewer", 200, None), ("editor", 200, None), ("outsider", 200, None), ("anon", 200, None)],
-)
+#: Who may change a run's status (PATCH workflow_runs): editors and owners of its project (RLS
+#: ``my_projects('editor')``), and the service role (BYPASSRLS). For everyone else RLS hides the row.
+RUN_WRITERS = {"owner", "editor", "service"}
+
+
+@pytest.mark.parametrize("role", ROLES)
 async def test_write_matrix_run_status(
-    api: Api,
-    world: World,
-    server: RunningServer,
-    db: psycopg.Connection[Any],
-    role: str,
-    status: int,
-    code: str | None,
+    api: Api, world: World, server: RunningServer, db: psycopg.Connection[Any], role: str
 ) -> None:
-    """Only editors and owners may change a run; for others RLS hides the row (0 rows updated)."""
-    token = None if role == "anon" else server.user_token(getattr(world, role))
+    """Only editors, owners and the service role may change a run; for others 0 rows are updated."""
+    token = None if role in ("anon", "service") else server.user_token(getattr(world, role))
+    key = "service" if role == "service" else "anon"
     got, _, body = await api.request(
         "PATCH",
         f"/rest/v1/workflow_runs?id=eq.{world.run_a}&select=status",
         token=token,
+        key=key,
         json={"status": "paused"},
         headers={"Prefer": "return=representation"},
     )
-    assert got == status, body
+    assert got == 200, body
     now = db.execute("select status from workflow_runs where id = %s", (world.run_a,)).fetchone()
-    if role == "editor":
-        assert body == [{"status": "paused"}] and now == ("paused",)
+    other = db.execute("select status from workflow_runs where id = %s", (world.run_b,)).fetchone()
+    if role in RUN_WRITERS:
+        assert body == [{"status": "paused"}] and now == ("paused",), (role, body)
     else:
-        assert body == [] and now == ("running",)
+        assert body == [] and now == ("running",), (role, body)
+    assert other == ("running",)  # the filter kept the write to run A
+
+    # a PATCH naming both tenants' runs changes exactly those the role may write
+    got, _, body = await api.request(
+        "PATCH",
+        f"/rest/v1/workflow_runs?id=in.({world.run_a},{world.run_b})&select=id",
+        token=token,
+        key=key,
+        json={"status": "canceled"},
+        headers={"Prefer": "return=representation"},
+    )
+    assert got == 200, body
+    changed = {row["id"] for row in body}
+    want = {
+        "owner": {world.run_a},
+        "editor": {world.run_a},
+        "service": {world.run_a, world.run_b},
+        "outsider": {world.run_b},  # the owner of project B
+    }.get(role, set())
+    assert changed == want, (role, body)
+    rows = db.execute("select id::text from workflow_runs where status = 'canceled'").fetchall()
+    assert {r[0] for r in rows} == want
 
 
 @pytest.mark.parametrize("role", ["owner", "viewer", "anon"])

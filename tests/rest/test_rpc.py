@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psycopg
 import pytest
 
 from tests.factories import World
 from tests.rest.conftest import Api
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, running_server
 
 LINES = [
     {"level": "info", "message": "one"},
@@ -167,3 +169,20 @@ async def test_other_function_shapes(api: Api, world: World, db: psycopg.Connect
         assert (got, body) == (status, expected), fn
     got, _, body = await api.post("/rest/v1/rpc/t_over", key="service", json={"a": 1})
     assert (got, body["code"]) == (300, "PGRST203")
+
+
+async def test_append_truncates_to_the_servers_max_line_bytes(
+    world: World, db: psycopg.Connection[Any], db_url: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """MESHLOGS_MAX_LINE_BYTES reaches append_run_logs() through REST, not only the writer SDK."""
+    async with running_server(db_url, tmp_path, max_line_bytes=2048) as srv:
+        api = Api(http, srv)
+        status, _, body = await api.post(
+            "/rest/v1/rpc/append_run_logs",
+            key="service",
+            json={"p_run_id": world.run_a, "p_lines": [{"level": "info", "message": "x" * 5000}]},
+        )
+        assert (status, body) == (200, 3)
+    message = logs(db, world.run_a)[2][3]
+    assert message.startswith("x" * 1000) and message.endswith(" … [truncated 2992 bytes]")
+    assert len(message.encode()) <= 2048  # the marker fits inside the limit

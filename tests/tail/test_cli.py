@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pty
 import signal
 import socket
 import sys
@@ -21,6 +22,7 @@ import pytest
 
 from meshlogs.auth.tokens import mint_api_key
 from meshlogs.writer import AsyncLogWriter
+from tests.factories import append
 from tests.support.server import SECRET, RunningServer
 from tests.tail.conftest import PASSWORD, TailWorld
 
@@ -118,6 +120,114 @@ async def test_exit_codes_json_and_messages(
     (other / "jwt_secret").write_text("z" * 40)
     served = await meshlogs("tail", w.run_a, "--url", server.url, "--json", env={**env, **base_env(other)})
     assert (served.code, served.seqs()) == (1, [1, 2]), served.err
+
+
+ESC = "\x1b"
+#: Lines appended after make_world's two (seq 1 "a1", seq 2 "a2", no step): seq 3..8.
+STEPPED = [
+    {"level": "info", "step": "webhook", "message": "POST /hooks/build"},
+    {"level": "info", "step": "http_call", "message": "retry 1"},
+    {"level": "warn", "step": "http_call", "message": "\x1b[33mretry 2\x1b[0m of 3"},
+    {"level": "info", "step": "transform", "message": "\x1b[32mdeploy\x1b[0m ok"},
+    {"level": "info", "step": "http_call", "message": "done after retry 2"},
+    {"level": "info", "step": "terminate", "message": "finished"},
+]
+
+
+async def meshlogs_on_a_tty(*args: str, env: dict[str, str], timeout: float = TIMEOUT) -> str:
+    """Run meshlogs with its stdout on a pseudo-terminal; what it wrote there."""
+    master, slave = pty.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "meshlogs",
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=slave,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+    finally:
+        os.close(slave)
+
+    def read_all() -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        out, (_, err) = await asyncio.wait_for(
+            asyncio.gather(asyncio.to_thread(read_all), proc.communicate()), timeout
+        )
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        os.close(master)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_filters_and_colour_choices(
+    server: RunningServer, tw: TailWorld, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    w = tw.world
+    append(db, w.run_a, STEPPED)
+    db.execute("update workflow_runs set status = 'succeeded' where id = %s", (w.run_a,))
+    env = base_env(tmp_path, MESHLOGS_ACCESS_TOKEN=server.user_token(w.viewer))
+    common = [w.run_a, "--url", server.url, "--anon-key", server.anon_key, "--no-follow"]
+
+    async def rows(*extra: str) -> list[dict[str, Any]]:
+        res = await meshlogs("tail", *common, "--json", *extra, env=env)
+        assert res.code == 0, res.err
+        return [orjson.loads(line) for line in res.out.splitlines()]
+
+    everything = await rows()
+    assert [r["seq"] for r in everything] == list(range(1, 9))
+
+    http_call = await rows("--step", "http_call")
+    assert [r["seq"] for r in http_call] == [4, 5, 7]
+    assert {r["step"] for r in http_call} == {"http_call"}
+    two_steps = await rows("--step", "webhook", "--step", "terminate")
+    assert [r["seq"] for r in two_steps] == [3, 8]
+
+    assert [r["seq"] for r in await rows("--since-seq", "5")] == [6, 7, 8]
+    assert [r["seq"] for r in await rows("--since-seq", "8")] == []
+
+    # a regex, matched against the message without its colour codes
+    assert [r["seq"] for r in await rows("--grep", r"^retry \d+")] == [4, 5]
+    assert [r["seq"] for r in await rows("--grep", "deploy ok")] == [6]
+    assert [r["seq"] for r in await rows("--grep", r"(?i)RETRY 2", "--since-seq", "5")] == [7]
+    combined = await rows("--step", "http_call", "--grep", "retry 2", "--level", "warn")
+    assert [r["seq"] for r in combined] == [5]
+
+    async def text(*extra: str, **more_env: str) -> str:
+        res = await meshlogs("tail", *common, *extra, env={**env, **more_env})
+        assert res.code == 0, res.err
+        assert len(res.out.splitlines()) == 8, res.out
+        return res.out
+
+    always = await text("--color", "always")
+    assert ESC + "[" in always and "\x1b[33mretry 2\x1b[0m" in always  # the message's own colours too
+    never = await text("--color", "never")
+    assert ESC not in never and "retry 2 of 3" in never and "deploy ok" in never
+    assert ESC not in await text("--color", "auto")  # stdout is a pipe here
+    assert ESC not in await text()  # auto is the default
+    assert ESC + "[" in await text("--color", "always", NO_COLOR="1")  # an explicit choice wins
+
+    # on a terminal, auto colours unless NO_COLOR is set
+    on_tty = await meshlogs_on_a_tty("tail", *common, "--color", "auto", env=env)
+    assert "\x1b[33mretry 2\x1b[0m" in on_tty
+    no_color = await meshlogs_on_a_tty("tail", *common, "--color", "auto", env={**env, "NO_COLOR": "1"})
+    assert ESC not in no_color and "retry 2 of 3" in no_color
 
 
 def free_port() -> int:

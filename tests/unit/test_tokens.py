@@ -13,6 +13,7 @@ import pytest
 from meshlogs.auth.tokens import load_jwt_secret, mint_access_token, mint_api_key, verify_token
 from meshlogs.config import Settings
 from meshlogs.errors import TokenError
+from meshlogs.realtime.token_errors import connect_error, join_error, refresh_error
 
 SECRET = "s" * 40
 OTHER = "o" * 40
@@ -87,3 +88,56 @@ def test_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert load_jwt_secret(settings) == first
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
     assert load_jwt_secret(Settings.load({}, data_dir=str(tmp_path), jwt_secret=SECRET)) == SECRET
+
+
+@pytest.mark.parametrize(
+    ("token", "reason", "connect", "join"),
+    [
+        (
+            lambda: mint_access_token(OTHER, user_id="u", email=None, ttl=60),
+            "signature",
+            "Failed to validate JWT signature",
+            "JwtSignatureError: Failed to validate JWT signature",
+        ),
+        (
+            lambda: mint_access_token(SECRET, user_id="u", email=None, ttl=1, now=1_000.0),
+            "expired",
+            "Token has expired",
+            "InvalidJWTToken: Token has expired 499 seconds ago",
+        ),
+        (
+            lambda: jwt.encode({"exp": 2**40}, SECRET, algorithm="HS256"),
+            "missing_claims",
+            "Fields `role` and `exp` are required in JWT",
+            "InvalidJWTToken: Fields `role` and `exp` are required in JWT",
+        ),
+        (
+            lambda: jwt.encode({"role": "anon"}, SECRET, algorithm="HS256"),
+            "missing_claims",
+            "Fields `role` and `exp` are required in JWT",
+            "InvalidJWTToken: Fields `role` and `exp` are required in JWT",
+        ),
+        (
+            lambda: _forge({"role": "service_role", "exp": 2**40}, {"alg": "none", "typ": "JWT"}),
+            "malformed",
+            "The token provided is not a valid JWT",
+            "MalformedJWT: The token provided is not a valid JWT",
+        ),
+        (
+            lambda: "not-a-jwt",
+            "malformed",
+            "The token provided is not a valid JWT",
+            "MalformedJWT: The token provided is not a valid JWT",
+        ),
+    ],
+)
+def test_realtime_words_each_refusal_as_supabase_does(
+    token: object, reason: str, connect: str, join: str
+) -> None:
+    assert callable(token)
+    with pytest.raises(TokenError) as info:
+        verify_token(SECRET, token())
+    assert info.value.reason == reason
+    assert connect_error(info.value) == connect
+    assert join_error(info.value, now=1_500.0) == join
+    assert refresh_error(info.value, now=1_500.0) == join.split(": ", 1)[1]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -415,3 +417,44 @@ def test_configuration_is_validated(db_url: str) -> None:
         AsyncLogWriter(db_url, connections=0)
     with pytest.raises(ValueError):
         AsyncLogWriter(db_url, max_line_bytes=100)
+
+
+SCRIPT = """
+import asyncio, sys
+from meshlogs.writer import AsyncLogWriter
+
+async def main() -> None:
+    writer = AsyncLogWriter(sys.argv[1], flush_interval=60)  # lines stay buffered
+    for i in range(7):
+        await writer.write(sys.argv[2], f"line {i}")
+    # returns without aclose(): asyncio.run() cancels the sender tasks
+
+asyncio.run(main())
+"""
+
+
+def test_a_writer_never_closed_says_how_many_lines_it_lost(
+    db_url: str, db: psycopg.Connection[Any], run: str, tmp_path: Path
+) -> None:
+    """An async writer cannot flush once its loop is gone; it must not lose lines silently."""
+    script = tmp_path / "forgot_aclose.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), db_url, run], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "cancelled its sender tasks with 7 lines not sent" in proc.stderr
+    assert count(db, run) == 0
+
+
+def test_a_closed_writer_reports_nothing_lost(
+    db_url: str, db: psycopg.Connection[Any], run: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "closed.py"
+    script.write_text(SCRIPT.replace("# returns without aclose()", "await writer.aclose()  #"))
+    proc = subprocess.run(
+        [sys.executable, str(script), db_url, run], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "lines not sent" not in proc.stderr
+    assert count(db, run) == 7

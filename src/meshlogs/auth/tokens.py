@@ -112,7 +112,7 @@ def verify_token(secret: str, token: str, *, now: float | None = None, leeway: i
             ``authenticated`` token without ``sub``/``aud``. The message is safe to return to clients.
     """
     if not isinstance(token, str) or not token or len(token) > 8192:
-        raise TokenError("invalid JWT: empty or oversized token")
+        raise TokenError("invalid JWT: empty or oversized token", "malformed")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -122,16 +122,20 @@ def verify_token(secret: str, token: str, *, now: float | None = None, leeway: i
             leeway=leeway if now is None else leeway + (time.time() - now),
         )
     except jwt.ExpiredSignatureError:
-        raise TokenError("JWT has expired") from None
+        raise TokenError("JWT has expired", "expired", expired_at=_unverified_exp(token)) from None
     except jwt.InvalidAlgorithmError:
-        raise TokenError("invalid JWT: only HS256 tokens are accepted") from None
+        raise TokenError("invalid JWT: only HS256 tokens are accepted", "malformed") from None
     except jwt.InvalidSignatureError:
-        raise TokenError("invalid JWT: signature does not match") from None
+        raise TokenError("invalid JWT: signature does not match", "signature") from None
     except jwt.MissingRequiredClaimError as exc:
-        raise TokenError(f"invalid JWT: missing claim {exc.claim!r}") from None
+        raise TokenError(f"invalid JWT: missing claim {exc.claim!r}", "missing_claims") from None
+    except jwt.DecodeError:
+        raise TokenError("invalid JWT: DecodeError", "malformed") from None
     except jwt.PyJWTError as exc:
         raise TokenError(f"invalid JWT: {type(exc).__name__}") from None
     role = claims.get("role")
+    if role is None:
+        raise TokenError("invalid JWT: missing claim 'role'", "missing_claims")
     if role not in ROLES:
         raise TokenError("invalid JWT: role claim must be anon, authenticated or service_role")
     if role == "authenticated":
@@ -142,3 +146,12 @@ def verify_token(secret: str, token: str, *, now: float | None = None, leeway: i
         if "authenticated" not in auds:
             raise TokenError("invalid JWT: audience must be 'authenticated'")
     return claims
+
+
+def _unverified_exp(token: str) -> float | None:
+    """The ``exp`` of a token already known to be expired (for "expired N seconds ago")."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return float(exp) if isinstance(exp, int | float) else None

@@ -28,6 +28,7 @@ from meshlogs.realtime.catalog import Catalog
 from meshlogs.realtime.claims import Claims
 from meshlogs.realtime.hub import Hub
 from meshlogs.realtime.session import Session
+from meshlogs.realtime.token_errors import connect_error
 from meshlogs.realtime.topics import TopicRegistry
 from meshlogs.server.app import READINESS_PROBES
 from meshlogs.server.keys import DATABASE_URL, JWT_SECRET, POOL, SETTINGS
@@ -91,7 +92,7 @@ class Gateway:
         try:
             claims = Claims.from_jwt(verify_token(self.jwt_secret, key.strip()))
         except TokenError as exc:
-            return _refuse(401, str(exc))
+            return _refuse(401, connect_error(exc))
         try:
             vsn = negotiate_vsn(request.query.get("vsn"))
         except UnsupportedVersionError as exc:

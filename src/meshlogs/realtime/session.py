@@ -48,6 +48,7 @@ from meshlogs.protocol.phoenix import Frame, Opcode
 from meshlogs.protocol.wsframes import encode_frames
 from meshlogs.realtime.claims import Claims
 from meshlogs.realtime.subscriptions import Subscription
+from meshlogs.realtime.token_errors import join_error, refresh_error
 
 if TYPE_CHECKING:
     from meshlogs.realtime.gateway import Gateway
@@ -182,7 +183,7 @@ class Session:
                 else self.default_claims
             )
         except TokenError as exc:
-            self.conn.reject_join(topic, join_ref, f"InvalidJWTToken: {exc}")
+            self.conn.reject_join(topic, join_ref, join_error(exc))
             return
         if event.config.private:
             self.conn.reject_join(
@@ -252,7 +253,7 @@ class Session:
         try:
             claims = Claims.from_jwt(verify_token(self.gateway.jwt_secret, event.token))
         except TokenError as exc:
-            if self.conn.close_channel(event.topic, str(exc), join_ref=handle.join_ref):
+            if self.conn.close_channel(event.topic, refresh_error(exc), join_ref=handle.join_ref):
                 self.drop_channel(handle)
             return
         handle.claims = claims

@@ -72,7 +72,7 @@ MAX_BODY_BYTES = 8 << 20
 _SETUP_SQL = (
     "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true),"
     " set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true),"
-    " set_config('transaction_read_only', %s, true)"
+    " set_config('transaction_read_only', %s, true), set_config('meshlogs.max_line_bytes', %s, true)"
 )
 _REPEATABLE_READ_SQL = "set transaction isolation level repeatable read"
 
@@ -183,6 +183,7 @@ async def _begin(
             orjson.dumps(claims).decode(),
             str(settings.rest_statement_timeout_ms),
             "on" if read_only else "off",
+            str(settings.max_line_bytes),  # what append_run_logs() truncates to
         ),
     )
 

@@ -22,6 +22,12 @@ Errors that happen in the background (:class:`~meshlogs.errors.LineRejectedError
 otherwise they are kept (at most 100, with a count of the rest) and the next ``flush()`` or
 ``aclose()`` raises the first, with a note counting the others.
 
+Exit: an ``AsyncLogWriter`` flushes on ``aclose()`` / leaving ``async with``; it cannot flush
+after its event loop has stopped (there is no loop left to send on). If the loop cancels its sender
+tasks (``asyncio.run()`` returning) while lines are still buffered and the writer was never closed,
+it logs an error naming the number of lines lost, so a forgotten ``aclose()`` is never silent. The
+synchronous :class:`~meshlogs.writer.sync_writer.LogWriter` does flush at interpreter exit.
+
 Threads: the writer belongs to the event loop it is first used on. Its buffer is guarded by a
 ``threading.Lock`` (held for microseconds, never across an ``await``) so that the synchronous
 :class:`~meshlogs.writer.sync_writer.LogWriter` can feed it from other threads.
@@ -32,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import logging
 import random
 import threading
 import time
@@ -58,6 +65,8 @@ from meshlogs.writer.retry import Failure, RetryPolicy, classify
 from meshlogs.writer.spool import Batch, FlushMark, Spool
 
 __all__ = ["DEFAULT_CONNECTIONS", "DEFAULT_MAX_BUFFER_BYTES", "AsyncLogWriter", "WriterStats"]
+
+log = logging.getLogger(__name__)
 
 #: Sender connections. Appends to one run serialize in the database anyway; more connections help
 #: writers of many runs until the database's cores are busy (2 saturate a 2-core machine).
@@ -144,6 +153,7 @@ class AsyncLogWriter:
         self._async_waiters = 0
         self._closed = False  # no more writes
         self._stopping = False  # lanes exit once idle
+        self._lost_reported = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._lanes = [
@@ -474,7 +484,18 @@ class AsyncLogWriter:
             task.add_done_callback(self._lane_done)
 
     def _lane_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
+        if task.cancelled():
+            lost = self.pending_lines
+            if lost and not self._stopping and not self._lost_reported:
+                self._lost_reported = True  # one message per writer, not one per lane
+                log.error(
+                    "meshlogs AsyncLogWriter: the event loop cancelled its sender tasks with %d lines "
+                    "not sent; they are lost. Close the writer (`async with AsyncLogWriter(...)` or "
+                    "`await writer.aclose()`) before the loop ends.",
+                    lost,
+                )
+            return
+        if task.exception() is None:
             return
         # A bug, not a database problem (those are handled in _deliver): make it loud, and make
         # flush() fail instead of waiting forever for lines that lane was holding.

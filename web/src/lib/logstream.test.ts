@@ -340,6 +340,47 @@ describe('LogStream', () => {
 		expect(server.closes).toBe(1);
 	});
 
+	it('retries the last backfill of a finished run, then calls the log complete', async () => {
+		const server = new FakeServer();
+		server.write(1, 5);
+		const h = harness(server);
+		await h.stream.start();
+		server.status('SUBSCRIBED');
+		await settle();
+		server.write(6, 9);
+		server.failFetch = true;
+		server.finish('succeeded');
+		await settle();
+		expect(h.last().kind).not.toBe('finished'); // not "complete" while lines 6..9 are missing
+		await vi.advanceTimersByTimeAsync(1500); // two failed retries
+		server.failFetch = false;
+		await vi.advanceTimersByTimeAsync(2000);
+		expectDense(h.got, 9);
+		expect(h.last()).toEqual({ kind: 'finished', status: 'succeeded' });
+		expect(h.notices).toEqual(['run finished (succeeded)']);
+	});
+
+	it('says the log is incomplete when the last backfill of a finished run keeps failing', async () => {
+		const server = new FakeServer();
+		server.write(1, 5);
+		const h = harness(server);
+		await h.stream.start();
+		server.status('SUBSCRIBED');
+		await settle();
+		server.write(6, 9);
+		server.failFetch = true;
+		server.finish('failed');
+		await vi.advanceTimersByTimeAsync(20_000);
+		expectDense(h.got, 5);
+		const last = h.last();
+		expect(last.kind).toBe('failed');
+		expect(last.kind === 'failed' && last.message).toMatch(/the run failed, but its last lines could not be loaded \(network down\)/);
+		expect(h.notices).toHaveLength(1);
+		const fetches = server.fetches;
+		await vi.advanceTimersByTimeAsync(60_000);
+		expect(server.fetches).toBe(fetches); // bounded: no retries after it gave up
+	});
+
 	it('notices a run that ended while it was disconnected', async () => {
 		const server = new FakeServer();
 		server.write(1, 5);
@@ -465,5 +506,56 @@ describe('LogStream', () => {
 		expectDense(got, 1);
 		expect(notices).toEqual(['1 missed line restored']);
 		s.stop();
+	});
+});
+
+describe('LogStream restored-line accounting', () => {
+	beforeEach(() => vi.useFakeTimers());
+	afterEach(() => vi.useRealTimers());
+
+	it('counts and announces each restored line once when a second backfill request joins a running one', async () => {
+		const server = new FakeServer();
+		const h = harness(server);
+		await h.stream.start();
+		server.status('SUBSCRIBED');
+		await settle();
+		server.write(1, 3);
+		server.live([row(3)]); // 1 and 2 lost: a gap backfill starts…
+		h.stream.poke(); // …and the tab becomes visible while it runs
+		await settle();
+		expectDense(h.got, 3);
+		expect(h.stream.restoredTotal).toBe(2);
+		expect(h.notices).toEqual(['gap detected — 2 missing lines restored']);
+	});
+
+	it('does not call the first load of the history "restored" when a reconnect joins it', async () => {
+		const server = new FakeServer();
+		server.write(1, 25);
+		const deps = server.deps();
+		let gate: (() => void) | null = null;
+		const fetchLogs = deps.fetchLogs;
+		deps.fetchLogs = async (...a) => {
+			await new Promise<void>((r) => (gate = r)); // a slow REST page
+			return fetchLogs(...a);
+		};
+		const got: LogRow[] = [];
+		const notices: string[] = [];
+		const s = new LogStream(RUN, deps, { rows: (r) => got.push(...r), state: () => {}, run: () => {}, notice: (t) => notices.push(t) }, { pageSize: 10, tailCheckMs: 0 });
+		await s.start();
+		server.status('SUBSCRIBED');
+		await settle(); // first load: its first page is on its way…
+		s.resync('online'); // …when the network blips
+		await settle();
+		server.status('SUBSCRIBED');
+		await settle();
+		for (let i = 0; i < 6 && gate; i++) {
+			const open = gate as () => void;
+			gate = null;
+			open();
+			await settle();
+		}
+		expectDense(got, 25);
+		expect(s.restoredTotal).toBe(0);
+		expect(notices).toEqual(['reconnected — no lines missed']);
 	});
 });

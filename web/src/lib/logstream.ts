@@ -144,6 +144,9 @@ export interface LogStreamOptions {
 	tailCheckMs?: number;
 }
 
+/** Waits between attempts of the backfill that completes a finished run's log. */
+const FINAL_BACKFILL_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+
 function plural(n: number, word: string): string {
 	return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
 }
@@ -156,7 +159,9 @@ export class LogStream {
 	restoredTotal = 0;
 
 	private channel: ResilientChannel | null = null;
-	private backfilling: Promise<number> | null = null;
+	private backfilling: Promise<void> | null = null;
+	/** Who the running backfill round is counting lines for (see `backfill`). */
+	private claim: { lines: number } | null = null;
 	private again = false;
 	private syncing = false;
 	private finished = false;
@@ -243,25 +248,29 @@ export class LogStream {
 	/**
 	 * Fetch `seq > last` page by page until the table has nothing newer, merging as it goes.
 	 * Single-flight: a call while one runs makes that one go round again. Resolves to the number
-	 * of lines the table supplied (not counting held live rows released by them).
+	 * of lines the table supplied (not counting held live rows released by them) in the rounds run
+	 * for this call, so that concurrent callers never count (and announce) the same line twice.
 	 */
 	backfill(): Promise<number> {
+		const mine = { lines: 0 };
+		// The next round (or the first) works for the latest caller; earlier rounds keep theirs.
+		this.claim = mine;
 		if (this.backfilling) {
 			this.again = true;
-			return this.backfilling;
+			return this.backfilling.then(() => mine.lines);
 		}
 		const run = async () => {
-			let total = 0;
 			do {
 				this.again = false;
-				total += await this.backfillOnce();
+				const claim = this.claim ?? mine;
+				claim.lines += await this.backfillOnce();
 			} while (this.again && !this.stopped);
-			return total;
 		};
 		this.backfilling = run().finally(() => {
 			this.backfilling = null;
+			this.claim = null;
 		});
-		return this.backfilling;
+		return this.backfilling.then(() => mine.lines);
 	}
 
 	private async backfillOnce(): Promise<number> {
@@ -376,15 +385,40 @@ export class LogStream {
 		if (this.finished) return;
 		this.finished = true;
 		this.cancelTail();
-		try {
-			await this.backfill();
-		} catch {
-			// The lines we have stay; the badge still tells the truth about the run.
-		}
 		this.channel?.stop();
 		this.channel = null;
+		// The last backfill decides whether the log is complete: retry it a few times (about 15 s in
+		// all), and if it still fails say so, rather than calling an incomplete log "finished".
+		let lastError: unknown = null;
+		for (let attempt = 0; attempt < FINAL_BACKFILL_DELAYS_MS.length + 1; attempt++) {
+			if (attempt > 0) await this.sleep(FINAL_BACKFILL_DELAYS_MS[attempt - 1]);
+			if (this.stopped) return;
+			try {
+				await this.backfill();
+				lastError = null;
+				break;
+			} catch (err) {
+				lastError = err;
+				if (err instanceof AuthLostError) break;
+			}
+		}
+		if (this.stopped) return;
+		if (lastError !== null) {
+			const message = `the run ${status}, but its last lines could not be loaded (${errorText(lastError)}); reload to retry`;
+			this.setState({ kind: 'failed', message });
+			this.events.notice(message, 'warn');
+			return;
+		}
 		this.setState({ kind: 'finished', status });
 		this.events.notice(`run finished (${status})`, status === 'succeeded' ? 'ok' : 'info');
+	}
+
+	private sleep(ms: number): Promise<void> {
+		const clock = this.clock;
+		return new Promise((resolve) => {
+			if (clock) clock.setTimeout(resolve, ms);
+			else setTimeout(resolve, ms);
+		});
 	}
 
 	private onConnState(s: ConnState): void {
