@@ -102,6 +102,12 @@ class Settings:
         "Realtime: outgoing bytes queued for one connection before it counts as a slow consumer and "
         "is closed (code 1013, 'slow consumer'); its client reconnects and backfills by seq.",
     )
+    realtime_max_record_bytes: int = _setting(
+        1048576,
+        "Realtime: a change whose JSON is larger is sent as Supabase sends it: only the values of "
+        "64 bytes or less, with errors ['Error 413: Payload Too Large'] (clients then read the row "
+        "over REST).",
+    )
     realtime_authz_cache_ttl: float = _setting(
         10.0,
         "Realtime: seconds an RLS decision per (user, run) is reused without re-checking; membership "
@@ -187,6 +193,8 @@ class Settings:
             raise ConfigError("MESHLOGS_AUTH_TOKEN_RATE_LIMIT must be positive")
         if self.refresh_token_reuse_interval < 0:
             raise ConfigError("MESHLOGS_REFRESH_TOKEN_REUSE_INTERVAL must be >= 0")
+        if self.realtime_max_record_bytes < 1024:
+            raise ConfigError("MESHLOGS_REALTIME_MAX_RECORD_BYTES must be at least 1024")
         if self.realtime_authz_visibility_timeout <= 0:
             raise ConfigError("MESHLOGS_REALTIME_AUTHZ_VISIBILITY_TIMEOUT must be > 0")
         if self.log_level not in {"debug", "info", "warning", "error"}:

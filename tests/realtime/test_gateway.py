@@ -693,3 +693,29 @@ async def test_the_python_client_rejoins_after_the_server_restarts(
             assert [p["data"]["record"]["message"] for p in rec.changes] == ["before0", "after0"]
     finally:
         await client.close()
+
+
+async def test_a_row_too_large_for_a_frame_goes_out_as_supabase_sends_it(
+    world: World, db: psycopg.Connection[Any], db_url: str, tmp_path: Path
+) -> None:
+    """Over MESHLOGS_REALTIME_MAX_RECORD_BYTES: small values only, and errors names the 413."""
+    async with running_server(db_url, tmp_path, realtime_max_record_bytes=2048) as srv:
+        client = await connect(srv.ws_url, srv.anon_key)
+        try:
+            _ch, rec = await subscribe(
+                client, "big", token=srv.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
+            )
+            append(db, world.run_a, [{"level": "info", "message": "small"}])
+            append(db, world.run_a, [{"level": "warn", "message": "y" * 5000}])
+            await wait_for(lambda: len(rec.changes) == 2)
+            small, big = (p["data"] for p in rec.changes)
+            assert small["errors"] is None and small["record"]["message"] == "small"
+            assert big["errors"] == ["Error 413: Payload Too Large"]
+            assert "message" not in big["record"]
+            assert (big["record"]["seq"], big["record"]["level"], big["record"]["run_id"]) == (
+                4,
+                "warn",
+                world.run_a,
+            )
+        finally:
+            await client.close()

@@ -140,7 +140,13 @@ def add_routes(app: web.Application, *, source: ChangeSource | None = None) -> N
             cache_ttl=settings.realtime_authz_cache_ttl,
             visibility_timeout=settings.realtime_authz_visibility_timeout,
         )
-        hub = Hub(change_source, authorizer, catalog, observe_lag=app[METRICS].commit_lag.observe)
+        hub = Hub(
+            change_source,
+            authorizer,
+            catalog,
+            observe_lag=app[METRICS].commit_lag.observe,
+            max_record_bytes=settings.realtime_max_record_bytes,
+        )
         gateway = Gateway(settings, app[JWT_SECRET], hub, catalog)
         await gateway.start()
         app[GATEWAY] = gateway

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from meshlogs.capture.source import ChangeEvent, ChangeSource, StreamReset
 from meshlogs.capture.txbuilder import Change, ChangeKind, Transaction
 from meshlogs.protocol.changes import Column, EncodedChange, encode_change
@@ -88,7 +90,11 @@ class Hub:
         max_batch_changes: int = 5000,
         queue_size: int = 256,
         observe_lag: Callable[[float], None] | None = None,
+        max_record_bytes: int = 1_048_576,
     ) -> None:
+        """``max_record_bytes``: a change whose encoded ``data`` is larger goes out as Supabase
+        sends it then: only the values of 64 bytes or less, and ``errors: ["Error 413: Payload
+        Too Large"]``, so one huge row never becomes a huge frame per subscriber."""
         self.source = source
         self.authorizer = authorizer
         self.catalog = catalog
@@ -96,6 +102,7 @@ class Hub:
         self.stats = HubStats()
         self._max_batch = max_batch_changes
         self._observe_lag = observe_lag
+        self._max_record_bytes = max_record_bytes
         self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue(queue_size)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -261,7 +268,10 @@ class Hub:
                 select = next(iter(selects)) if len(selects) == 1 else None
                 enc = encoded.get(select)
                 if enc is None:
-                    enc = encoded[select] = _encode(tx, change, select)
+                    enc = _encode(tx, change, select)
+                    if len(enc.data) > self._max_record_bytes:
+                        enc = _encode(tx, change, select, too_large=True)
+                    encoded[select] = enc
                 owner.deliver_change(ids if len(ids) == 1 else sorted(set(ids)), enc)
                 self.stats.delivered += 1
 
@@ -323,7 +333,20 @@ def _filtered_run(sub: Subscription) -> str | None:
 _RUN_COLUMN = {("public", "run_logs"): "run_id", ("public", "workflow_runs"): "id"}
 
 
-def _encode(tx: Transaction, change: Change, select: tuple[str, ...] | None) -> EncodedChange:
+#: Values longer than this (as JSON) are left out of a change that is too large, as Supabase does.
+_SMALL_VALUE_BYTES = 64
+_TOO_LARGE = ("Error 413: Payload Too Large",)
+
+
+def _small(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {k: v for k, v in row.items() if len(orjson.dumps(v, default=str)) <= _SMALL_VALUE_BYTES}
+
+
+def _encode(
+    tx: Transaction, change: Change, select: tuple[str, ...] | None, *, too_large: bool = False
+) -> EncodedChange:
     columns = change.columns
     record, old = change.record, change.old_record
     if select is not None:
@@ -331,7 +354,10 @@ def _encode(tx: Transaction, change: Change, select: tuple[str, ...] | None) -> 
         columns = tuple(c for c in columns if c[0] in keep)
         record = {k: v for k, v in record.items() if k in keep} if record is not None else None
         old = {k: v for k, v in old.items() if k in keep} if old is not None else None
+    if too_large:
+        record, old = _small(record), _small(old)
     return encode_change(
+        errors=_TOO_LARGE if too_large else None,
         schema=change.schema,
         table=change.table,
         type=change.kind.value,  # type: ignore[arg-type]
