@@ -446,3 +446,29 @@ def test_numeric_never_loses_a_digit(number: Decimal) -> None:
         assert converted == text
     else:
         assert Decimal(repr(converted)) == Decimal(text)
+
+
+_TUPLE = st.tuples(st.one_of(st.none(), st.binary(max_size=8)), st.one_of(st.none(), st.binary(max_size=8)))
+_MESSAGES = st.one_of(
+    st.just(REL),
+    st.just(BEGIN),
+    st.just(COMMIT),
+    st.builds(Insert, st.sampled_from([7, 8]), _TUPLE),
+    st.builds(Update, st.sampled_from([7, 8]), st.none(), st.one_of(st.none(), _TUPLE), _TUPLE),
+    st.builds(Delete, st.sampled_from([7, 8]), st.one_of(st.none(), _TUPLE), st.none()),
+    st.builds(Truncate, st.just(0), st.tuples(st.sampled_from([7, 8]))),
+    st.builds(Commit, st.just(0), st.builds(Lsn, st.integers(0, 200)), st.just(Lsn(120)), st.just(0)),
+)
+
+
+@given(st.lists(_MESSAGES, max_size=30))
+def test_any_message_sequence_yields_transactions_or_a_decode_error(messages: list[Any]) -> None:
+    """Fuzzing the builder: whatever order messages come in, it either builds transactions or
+    raises the documented DecodeError, and never anything else."""
+    builder = TxBuilder()
+    try:
+        for message in messages:
+            for tx in builder.receive(message):
+                assert isinstance(tx, Transaction)
+    except DecodeError:
+        pass

@@ -719,3 +719,51 @@ async def test_a_row_too_large_for_a_frame_goes_out_as_supabase_sends_it(
             )
         finally:
             await client.close()
+
+
+async def test_channel_frame_and_join_limits_come_from_the_settings(
+    world: World, db_url: str, tmp_path: Path
+) -> None:
+    """The limits the protocol core enforces are the server's settings, end to end."""
+    async with running_server(
+        db_url,
+        tmp_path,
+        realtime_max_channels=2,
+        realtime_max_frame_bytes=4096,
+        realtime_max_joins_per_second=5,
+    ) as srv:
+        url = srv.url.replace("http://", "ws://") + f"/realtime/v1/websocket?apikey={srv.anon_key}&vsn=1.0.0"
+
+        def join(topic: str, ref: str) -> dict[str, Any]:
+            return {"topic": f"realtime:{topic}", "event": "phx_join", "payload": {"config": {}}, "ref": ref,
+                    "join_ref": ref}  # fmt: skip
+
+        async def reply(ws: aiohttp.ClientWebSocketResponse, ref: str) -> dict[str, Any]:
+            while True:
+                msg = await asyncio.wait_for(ws.receive_json(), 10)
+                if msg["event"] == "phx_reply" and msg["ref"] == ref:
+                    return dict(msg["payload"])
+
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(url) as ws:
+                for i in (1, 2):
+                    await ws.send_json(join(f"c{i}", str(i)))
+                    assert (await reply(ws, str(i)))["status"] == "ok"
+                await ws.send_json(join("c3", "3"))
+                refused = await reply(ws, "3")
+                assert refused == {
+                    "status": "error",
+                    "response": {"reason": "ChannelRateLimitReached: Too many channels"},
+                }
+            async with http.ws_connect(url) as ws:
+                await ws.send_str("x" * 5000)
+                closed = await asyncio.wait_for(ws.receive(), 10)
+                assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 1009
+            async with http.ws_connect(url) as ws:
+                for i in range(20):  # a join flood: 20 joins (and leaves) at once, limit 5/s
+                    await ws.send_json(join("flood", str(i)))
+                    await ws.send_json({"topic": "realtime:flood", "event": "phx_leave", "payload": {},
+                                        "ref": f"l{i}", "join_ref": str(i)})  # fmt: skip
+                while (msg := await asyncio.wait_for(ws.receive(), 10)).type is aiohttp.WSMsgType.TEXT:
+                    pass
+                assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1008

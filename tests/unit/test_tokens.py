@@ -9,6 +9,8 @@ from pathlib import Path
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meshlogs.auth.tokens import load_jwt_secret, mint_access_token, mint_api_key, verify_token
 from meshlogs.config import Settings
@@ -141,3 +143,28 @@ def test_realtime_words_each_refusal_as_supabase_does(
     assert connect_error(info.value) == connect
     assert join_error(info.value, now=1_500.0) == join
     assert refresh_error(info.value, now=1_500.0) == join.split(": ", 1)[1]
+
+
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.builds(
+            lambda h, c, sig: f"{h}.{c}.{sig}",
+            st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=", max_size=60),
+            st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=", max_size=80),
+            st.text(max_size=40),
+        ),
+        st.dictionaries(
+            st.sampled_from(["role", "exp", "sub", "aud", "iat"]), st.from_type(object).map(str)
+        ).map(lambda claims: _forge(claims, {"alg": "HS256", "typ": "JWT"})),
+    )
+)
+def test_any_token_is_claims_or_a_token_error(token: str) -> None:
+    """Fuzzing verify_token: any string either verifies or raises TokenError with a reason."""
+    try:
+        claims = verify_token(SECRET, token)
+    except TokenError as exc:
+        assert exc.reason in {"malformed", "signature", "expired", "missing_claims", "invalid"}
+        assert connect_error(exc) and join_error(exc)
+    else:
+        assert claims["role"] in {"anon", "authenticated", "service_role"}
