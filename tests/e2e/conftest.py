@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Page
 
 from meshlogs.auth.tokens import mint_api_key
 from meshlogs.server.console import console_root
@@ -125,3 +126,13 @@ def serve(db_url: str, tmp_path: Path, console_built: None) -> Iterator[ServePro
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def page(serve: ServeProcess, page: Page) -> Page:
+    """pytest-playwright's page, set up after the server and so closed before it stops.
+
+    A server stopped while a page still holds its realtime websocket waits out its shutdown timeout
+    (about 10 s a test); closing the page first lets it stop at once.
+    """
+    return page

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,68 @@ def world(db: psycopg.Connection[Any]) -> dict[str, str]:
     append(db, plain, plain_lines(1, N))
     append(db, steps, step_lines())
     return {"plain": plain, "steps": steps}
+
+
+#: The big run: 200,000 lines, a few of them very long (LONG maps seq to length in characters).
+BIG = 200_000
+LONG = {3: 20_000, BIG - 5: 6_000, BIG // 2: 60_000}
+
+
+def long_message(seq: int) -> str:
+    head = f"line {seq}: long "
+    return head + "".join(f"w{i % 10}abcdefg " for i in range(LONG[seq]))[: LONG[seq] - len(head)]
+
+
+@pytest.fixture
+def big(db: psycopg.Connection[Any]) -> str:
+    """A run of BIG lines, inserted by one statement (the dense seq, as append_run_logs would)."""
+    user = make_user(db, EMAIL, PASSWORD)
+    project = make_project(db, user, "Payments")
+    run = make_run(db, project, make_workflow(db, project, "big-export"))
+    long_cases = " ".join(f"when {seq} then %(long{seq})s" for seq in LONG)
+    db.execute(
+        "insert into run_logs (run_id, seq, ts, level, message)"
+        " select %(run)s, g, now() - interval '1 hour' + g * interval '10 ms',"
+        "  case when g %% 1000 = 0 then 'warn' else 'info' end,"
+        f"  case g {long_cases} else 'line ' || g || ': row ' || (g * 7 %% 1000) end"
+        " from generate_series(1, %(n)s) g",
+        {"run": run, "n": BIG, **{f"long{seq}": long_message(seq) for seq in LONG}},
+    )
+    db.execute("insert into run_log_seq (run_id, last_seq) values (%s, %s)", (run, BIG))
+    return run
+
+
+#: The timed run: (step, [(seconds after the run started, level)]) with controlled timestamps.
+T0 = datetime(2024, 3, 1, 9, 30, 0, tzinfo=UTC)
+TIMED = [
+    ("checkout", [0.25, 1.0, 4.45]),  # 4.2 s first to last line
+    ("build", [5.0, 30.0, 130.0]),  # 2m 05s
+    ("test", [131.0, 131.35]),  # 350ms
+]
+
+
+@pytest.fixture
+def timed(db: psycopg.Connection[Any]) -> str:
+    """A finished run whose start and line timestamps are fixed."""
+    user = make_user(db, EMAIL, PASSWORD)
+    project = make_project(db, user, "Payments")
+    run = make_run(db, project, make_workflow(db, project, "release"))
+    db.execute(
+        "update workflow_runs set started_at = %s, status = 'succeeded', finished_at = %s where id = %s",
+        (T0, T0 + timedelta(seconds=140), run),
+    )
+    lines = [
+        {
+            "level": "info",
+            "message": f"{step}: at {offset}s",
+            "step": step,
+            "ts": (T0 + timedelta(seconds=offset)).isoformat(),
+        }
+        for step, offsets in TIMED
+        for offset in offsets
+    ]
+    append(db, run, lines)
+    return run
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -555,3 +618,188 @@ def test_narrow_viewport_renders(page: Page, serve: ServeProcess, world: dict[st
     expect(line(page, CACHE_MISS[0])).to_be_in_viewport(timeout=TIMEOUT)
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert not errors
+
+
+# ---- a big log ----------------------------------------------------------------------------------
+
+
+def test_a_200k_line_log_loads_scrolls_stays_virtualized_and_wraps(
+    big: str, page: Page, serve: ServeProcess
+) -> None:
+    errors = collect_errors(page)
+    login(page, serve)
+    page.goto(f"{serve.url}/runs/{big}")
+    log_list = page.get_by_test_id("log-list")
+    expect(log_list).to_have_attribute("data-last-seq", str(BIG), timeout=120_000)  # 200 REST pages
+    expect(log_list).to_have_attribute("data-lines", str(BIG))
+    expect(log_list).to_have_attribute("data-gap-free", "true")
+    expect(page.get_by_test_id("run-lines")).to_have_text("200,000")
+    expect(page.get_by_test_id("conn-badge")).to_have_attribute("data-state", "live", timeout=TIMEOUT)
+    expect(line(page, BIG)).to_be_in_viewport(timeout=TIMEOUT)  # following: the tail is shown
+    expect(line(page, BIG)).to_contain_text(f"line {BIG}: row {BIG * 7 % 1000}")
+
+    def few_rendered() -> list[int]:
+        seqs = rendered_seqs(page)
+        assert 0 < len(seqs) < 200, len(seqs)  # a window of the log, not 200,000 elements
+        assert seqs == sorted(seqs)
+        return seqs
+
+    assert few_rendered()[-1] == BIG
+
+    page.keyboard.press("g")
+    expect(line(page, 1)).to_be_in_viewport(timeout=TIMEOUT)
+    assert few_rendered()[0] == 1
+    page.keyboard.press("Shift+G")
+    expect(line(page, BIG)).to_be_in_viewport(timeout=TIMEOUT)
+    few_rendered()
+
+    # The scroll container itself: its middle shows lines from the middle of the log.
+    log_list.evaluate("el => { el.scrollTop = el.scrollHeight / 2 - el.clientHeight / 2 }")
+    expect(log_list).to_have_attribute("data-follow", "false", timeout=TIMEOUT)
+    expect(line(page, BIG)).to_have_count(0, timeout=TIMEOUT)
+    middle = few_rendered()
+    assert 80_000 < middle[len(middle) // 2] < 120_000, middle
+    log_list.evaluate("el => { el.scrollTop = 0 }")
+    expect(line(page, 1)).to_be_in_viewport(timeout=TIMEOUT)
+    expect(line(page, 1)).to_contain_text("line 1: row 7")
+    few_rendered()
+
+    # Wrap on (the default): the 20,000-character line 3 is many rows tall; off: one row, scrolled sideways.
+    wrap = page.get_by_role("button", name="Wrap", exact=True)
+    expect(wrap).to_have_attribute("aria-pressed", "true")
+    expect(line(page, 3)).to_contain_text("line 3: long w0abcdefg w1abcdefg")
+
+    def height(seq: int) -> float:
+        box = line(page, seq).bounding_box()
+        assert box is not None
+        return float(box["height"])
+
+    one_row = height(2)
+    assert height(3) > 20 * one_row
+    wrap.click()
+    expect(wrap).to_have_attribute("aria-pressed", "false")
+    expect(line(page, 3)).to_be_in_viewport(timeout=TIMEOUT)
+    assert height(3) == pytest.approx(one_row, abs=1)
+    assert log_list.evaluate("el => el.scrollWidth > 10 * el.clientWidth")  # the long line overflows
+    wrap.click()
+    expect(wrap).to_have_attribute("aria-pressed", "true")
+    assert height(3) > 20 * one_row
+    few_rendered()
+    shot(page, "run-view-200k")
+    assert not errors
+
+
+# ---- step durations and timestamps --------------------------------------------------------------
+
+
+def open_finished_run(page: Page, serve: ServeProcess, run: str, last_seq: int) -> Locator:
+    page.goto(f"{serve.url}/runs/{run}")
+    log_list = page.get_by_test_id("log-list")
+    expect(log_list).to_have_attribute("data-last-seq", str(last_seq), timeout=TIMEOUT)
+    expect(page.get_by_test_id("conn-badge")).to_have_attribute("data-state", "finished", timeout=TIMEOUT)
+    return log_list
+
+
+def test_step_headers_show_each_steps_duration(timed: str, page: Page, serve: ServeProcess) -> None:
+    errors = collect_errors(page)
+    login(page, serve)
+    open_finished_run(page, serve, timed, 8)
+    headers = page.get_by_test_id("step-header")
+    expect(headers).to_have_count(3, timeout=TIMEOUT)
+    durations = {
+        h.get_attribute("data-step"): h.get_by_title("First to last line of this step").inner_text()
+        for h in headers.all()
+    }
+    assert durations == {"checkout": "4.2s", "build": "2m 05s", "test": "350ms"}
+    expect(page.get_by_test_id("run-duration")).to_have_text("2m 20s")  # the run: started → finished
+    assert not errors
+
+
+def test_timestamp_toggle_cycles_clock_elapsed_and_off(timed: str, page: Page, serve: ServeProcess) -> None:
+    errors = collect_errors(page)
+    login(page, serve)
+    open_finished_run(page, serve, timed, 8)
+    page.get_by_role("button", name="Expand all steps").click()
+    toggle = page.get_by_test_id("ts-toggle")
+    first, later = line(page, 1).locator(".ts"), line(page, 6).locator(".ts")
+
+    # Wall clock (local time; minutes and seconds are the same in every whole-hour time zone).
+    expect(toggle).to_have_text("Clock time")
+    expect(toggle).to_have_attribute("data-mode", "clock")
+    expect(first).to_have_text(re.compile(r"^\d\d:\d\d:00\.250$"), timeout=TIMEOUT)
+    expect(later).to_have_text(re.compile(r"^\d\d:\d\d:10\.000$"))  # 09:32:10 UTC
+
+    toggle.click()  # time since the run started
+    expect(toggle).to_have_text("Elapsed time")
+    expect(toggle).to_have_attribute("data-mode", "offset")
+    expect(first).to_have_text("+00:00.250")
+    expect(later).to_have_text("+02:10.000")
+
+    toggle.click()  # no timestamps
+    expect(toggle).to_have_text("No time")
+    expect(toggle).to_have_attribute("data-mode", "off")
+    expect(first).to_have_count(0)
+    expect(line(page, 1)).to_contain_text("checkout: at 0.25s")
+
+    page.reload()  # the choice is remembered
+    expect(page.get_by_test_id("log-list")).to_have_attribute("data-last-seq", "8", timeout=TIMEOUT)
+    expect(toggle).to_have_attribute("data-mode", "off")
+    toggle.click()  # and wraps around to the clock
+    expect(toggle).to_have_text("Clock time")
+    page.get_by_role("button", name="Expand all steps").click()
+    expect(first).to_have_text(re.compile(r"^\d\d:\d\d:00\.250$"), timeout=TIMEOUT)
+    assert not errors
+
+
+# ---- accessible names ---------------------------------------------------------------------------
+
+#: The name a control gets from its own markup: aria-labelledby, aria-label, a <label>, its text
+#: (with images' alt), title, or (inputs) a placeholder. Returns the controls that have none.
+UNNAMED = """els => els.filter(el => {
+    const text = s => (s || '').replace(/\\s+/g, ' ').trim();
+    const byIds = (el.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean)
+        .map(id => document.getElementById(id)?.textContent).join(' ');
+    const labels = [...(el.labels || [])].map(l => l.textContent).join(' ');
+    const alts = [...el.querySelectorAll('img[alt]')].map(i => i.alt).join(' ');
+    const own = el.tagName === 'SELECT' ? '' : el.textContent;
+    const names = [byIds, el.getAttribute('aria-label'), labels, own, alts, el.title, el.placeholder];
+    return !names.some(n => text(n));
+}).map(el => el.outerHTML.slice(0, 200))"""
+
+
+def unnamed_controls(page: Page) -> list[str]:
+    controls = page.locator("button, input, select, textarea, a[href], [role=button], [role=link]")
+    assert controls.count() > 0
+    return list(controls.evaluate_all(UNNAMED))
+
+
+#: A control in Playwright's ARIA snapshot with no name: `- button` or `- button:` (named ones are quoted).
+BARE = re.compile(r"^\s*- (button|link|textbox|combobox|searchbox|checkbox)( \[[^\]]*\])*:?$")
+
+
+def unnamed_in_aria_tree(page: Page) -> list[str]:
+    """Controls whose computed accessible name (Chromium's, via the ARIA snapshot) is empty."""
+    return [row for row in page.locator("body").aria_snapshot().splitlines() if BARE.match(row)]
+
+
+def test_every_control_on_the_run_view_has_an_accessible_name(
+    page: Page, serve: ServeProcess, world: dict[str, str]
+) -> None:
+    page.set_viewport_size({"width": 1280, "height": 1400})
+    login(page, serve)
+    assert unnamed_controls(page) == []  # the runs list
+    open_run(page, serve, world["steps"], 80)
+    expect(page.get_by_test_id("step-header")).to_have_count(4, timeout=TIMEOUT)
+    expect(page.get_by_test_id("copy-line").first).to_be_attached()
+    assert unnamed_controls(page) == []
+
+    assert unnamed_in_aria_tree(page) == []
+
+    # Panels that come and go: server search results, the help dialog.
+    page.get_by_role("textbox", name="Search the log").fill("build: line 2")
+    page.get_by_role("button", name="Search the whole log on the server").click()
+    expect(page.get_by_test_id("server-result").first).to_be_visible(timeout=TIMEOUT)
+    page.get_by_role("button", name="Keyboard shortcuts").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    assert unnamed_controls(page) == []
+    assert unnamed_in_aria_tree(page) == []

@@ -767,3 +767,23 @@ async def test_channel_frame_and_join_limits_come_from_the_settings(
                 while (msg := await asyncio.wait_for(ws.receive(), 10)).type is aiohttp.WSMsgType.TEXT:
                     pass
                 assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1008
+
+
+async def test_shutdown_tells_clients_the_server_is_going_away(
+    world: World, db_url: str, tmp_path: Path
+) -> None:
+    """Stopping the server closes every WebSocket with 1001 first, instead of the HTTP server
+    waiting for the handlers and then cutting them off."""
+    async with aiohttp.ClientSession() as http:
+        async with running_server(db_url, tmp_path) as srv:
+            url = (
+                srv.url.replace("http://", "ws://")
+                + f"/realtime/v1/websocket?apikey={srv.anon_key}&vsn=1.0.0"
+            )
+            ws = await http.ws_connect(url, autoclose=True)
+            closing = asyncio.create_task(ws.receive())
+            await asyncio.sleep(0.1)
+            assert not closing.done()
+        msg = await asyncio.wait_for(closing, 20)
+        assert (msg.type, msg.data, msg.extra) == (aiohttp.WSMsgType.CLOSE, 1001, "server shutting down")
+        await ws.close()

@@ -65,13 +65,20 @@ class Gateway:
         await self.hub.start()
         self._ticker = asyncio.create_task(self._tick_forever(), name="meshlogs-gateway-ticker")
 
+    async def close_sessions(self) -> None:
+        """Tell every client the server is going away (1001), all at once: at shutdown, before the
+        HTTP server waits for its handlers, so an open WebSocket never holds the shutdown up."""
+        await asyncio.gather(
+            *(s.close(1001, "server shutting down", timeout=2.0) for s in list(self.sessions)),
+            return_exceptions=True,
+        )
+
     async def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        for session in list(self.sessions):
-            await session.close(1001, "server shutting down")
+        await self.close_sessions()
         await self.hub.close()
 
     async def _tick_forever(self) -> None:
@@ -162,6 +169,12 @@ def add_routes(app: web.Application, *, source: ChangeSource | None = None) -> N
     async def websocket(request: web.Request) -> web.StreamResponse:
         return await request.app[GATEWAY].handle(request)
 
+    async def close_sessions(app: web.Application) -> None:
+        gateway = app.get(GATEWAY)
+        if gateway is not None:
+            await gateway.close_sessions()
+
     app.cleanup_ctx.append(gateway_ctx)
+    app.on_shutdown.append(close_sessions)
     app.router.add_get("/realtime/v1/websocket", websocket)
     app.router.add_get("/socket/websocket", websocket)
