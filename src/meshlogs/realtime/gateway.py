@@ -82,10 +82,18 @@ class Gateway:
         await self.hub.close()
 
     async def _tick_forever(self) -> None:
-        """Once a second: expire tokens (Supabase's 'Token has expired' shutdown), drop idle sockets."""
+        """Once a second: expire tokens (Supabase's 'Token has expired' shutdown), drop idle sockets,
+        and tell every channel when the change stream is lost, at once rather than once it is back:
+        while Postgres is away nobody may believe they are live (joins are refused meanwhile)."""
         loop = asyncio.get_running_loop()
+        was_ready = True
         while True:
             await asyncio.sleep(1.0)
+            ready = self.hub.source.status.ready
+            if was_ready and not ready:
+                log.warning("change stream lost; every channel resyncs and joins wait for it")
+                self.hub.resync_all("change stream lost; resubscribe and backfill")
+            was_ready = ready
             now_wall, now = time.time(), loop.time()
             for session in list(self.sessions):
                 session.expire_tokens(now_wall)

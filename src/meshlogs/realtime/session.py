@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 CLOSE_SLOW_CONSUMER = 1013  # "try again later": the client reconnects and backfills
 
 
+#: Supabase Realtime's join refusal while it cannot reach the database (clients retry it).
+CAPTURE_DOWN = "UnableToConnectToProject: Realtime was unable to connect to the project database"
+
+
 class ChannelHandle:
     """The server side of one joined channel: its claims, subscriptions and presence."""
 
@@ -189,6 +193,10 @@ class Session:
             self.conn.reject_join(
                 topic, join_ref, "Unauthorized: private channels are not supported by meshlogs"
             )
+            return
+        if event.config.postgres_changes and not self.gateway.hub.source.status.ready:
+            # Supabase's retryable reason: the client backs off and joins again.
+            self.conn.reject_join(topic, join_ref, CAPTURE_DOWN)
             return
         handle = ChannelHandle(self, topic, join_ref, claims, event)
         subs: list[Subscription] = []
