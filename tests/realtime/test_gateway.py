@@ -16,10 +16,11 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
+from realtime import AsyncRealtimeClient
 
 from meshlogs.realtime.gateway import GATEWAY as GATEWAY_KEY
 from tests.factories import World, append, make_world
-from tests.realtime.helpers import connect, subscribe, wait_for
+from tests.realtime.helpers import Recorder, connect, subscribe, wait_for
 from tests.support.server import RunningServer, running_server
 
 
@@ -274,17 +275,30 @@ async def test_refreshing_to_a_bad_token_closes_the_channel_with_supabases_messa
         await client.close()
 
 
+@contextlib.asynccontextmanager
+async def viewer_and_sentinel(
+    server: RunningServer, world: World, topic: str
+) -> AsyncIterator[tuple[AsyncRealtimeClient, Recorder, Recorder]]:
+    """The viewer on run A (filtered), and a service-role sentinel on the same run that shows when
+    a line has been delivered to everyone who may see it."""
+    client = await connect(server.ws_url, server.anon_key)
+    svc = await connect(server.ws_url, server.service_key)
+    try:
+        _ch, viewer = await subscribe(
+            client, topic, token=server.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
+        )
+        _s, sentinel = await subscribe(svc, f"{topic}-s", filter=f"run_id=eq.{world.run_a}")
+        yield client, viewer, sentinel
+    finally:
+        await client.close()
+        await svc.close()
+
+
 async def test_refreshing_to_another_users_token_reauthorizes_down(
     server: RunningServer, world: World, db: psycopg.Connection[Any]
 ) -> None:
     """A token refresh is a new authorization: an outsider's token stops the viewer's lines."""
-    client = await connect(server.ws_url, server.anon_key)
-    svc = await connect(server.ws_url, server.service_key)
-    try:
-        _ch, rec = await subscribe(
-            client, "down", token=server.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
-        )
-        _s, sentinel = await subscribe(svc, "down-s", filter=f"run_id=eq.{world.run_a}")
+    async with viewer_and_sentinel(server, world, "down") as (client, rec, sentinel):
         append(db, world.run_a, lines(1, "mine"))
         await wait_for(lambda: len(rec.changes) == 1)
         await client.set_auth(server.user_token(world.outsider))
@@ -293,9 +307,6 @@ async def test_refreshing_to_another_users_token_reauthorizes_down(
         await wait_for(lambda: len(sentinel.changes) == 3, what="the sentinel")
         await asyncio.sleep(0.3)
         assert [p["data"]["record"]["message"] for p in rec.changes] == ["mine0"]
-    finally:
-        await client.close()
-        await svc.close()
 
 
 async def test_socket_path_health_and_api_key_header(server: RunningServer, world: World) -> None:
@@ -339,46 +350,25 @@ async def test_decisions_follow_run_and_project_changes_on_the_stream(
 ) -> None:
     """The cached (viewer, run) decision is dropped when the run moves to another project or the
     membership goes, seen on the same stream: no line committed after that reaches the viewer."""
-    client = await connect(server.ws_url, server.anon_key)
-    svc = await connect(server.ws_url, server.service_key)
-    try:
-        _ch, rec = await subscribe(
-            client, "moves", token=server.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
-        )
-        _s, sentinel = await subscribe(svc, "moves-s", filter=f"run_id=eq.{world.run_a}")
+    async with viewer_and_sentinel(server, world, "moves") as (_client, rec, sentinel):
         append(db, world.run_a, lines(1, "before"))
         await wait_for(lambda: len(rec.changes) == 1)
         if change == "move the run":
-            db.execute(
-                "update workflow_runs set project_id = %s where id = %s", (world.project_b, world.run_a)
-            )
-        elif change == "delete the project membership":
-            db.execute(
-                "delete from project_members where project_id = %s and user_id = %s",
-                (world.project_a, world.viewer),
-            )
-        else:  # the project row changes in a way that hides it: membership is gone with it
-            db.execute("update projects set owner = %s where id = %s", (world.outsider, world.project_a))
-            db.execute("delete from project_members where project_id = %s", (world.project_a,))
+            sql = "update workflow_runs set project_id = %s where id = %s"
+            db.execute(sql, (world.project_b, world.run_a))
+        else:
+            sql = "delete from project_members where project_id = %s and user_id = %s"
+            db.execute(sql, (world.project_a, world.viewer))
         append(db, world.run_a, lines(2, "after"))
         await wait_for(lambda: len(sentinel.changes) == 3, what="the sentinel")
         await asyncio.sleep(0.3)
         assert [p["data"]["record"]["message"] for p in rec.changes] == ["before0"]
-    finally:
-        await client.close()
-        await svc.close()
 
 
 async def test_revocation_stops_delivery_within_one_second(
     server: RunningServer, world: World, db: psycopg.Connection[Any]
 ) -> None:
-    client = await connect(server.ws_url, server.anon_key)
-    svc = await connect(server.ws_url, server.service_key)
-    try:
-        _ch, viewer = await subscribe(
-            client, "rev", token=server.user_token(world.viewer), filter=f"run_id=eq.{world.run_a}"
-        )
-        _s, sentinel = await subscribe(svc, "rev-s", filter=f"run_id=eq.{world.run_a}")
+    async with viewer_and_sentinel(server, world, "rev") as (_client, viewer, sentinel):
         append(db, world.run_a, lines(3, "ok"))
         await wait_for(lambda: len(viewer.changes) == 3)
         db.execute("delete from project_members where user_id = %s", (world.viewer,))
@@ -389,9 +379,6 @@ async def test_revocation_stops_delivery_within_one_second(
         await asyncio.sleep(0.3)
         assert [p["data"]["record"]["message"] for p in viewer.changes] == ["ok0", "ok1", "ok2"]
         assert time.monotonic() - revoked_at < 10  # generous: this is not a timing test
-    finally:
-        await client.close()
-        await svc.close()
 
 
 async def test_broadcast_with_ack_and_self(server: RunningServer) -> None:

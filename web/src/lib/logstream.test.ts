@@ -340,7 +340,8 @@ describe('LogStream', () => {
 		expect(server.closes).toBe(1);
 	});
 
-	it('retries the last backfill of a finished run, then calls the log complete', async () => {
+	/** Lines 1..5 live, 6..9 written but not delivered, then the run ends while REST is down. */
+	async function finishWhileRestIsDown(status: RunStatus) {
 		const server = new FakeServer();
 		server.write(1, 5);
 		const h = harness(server);
@@ -349,8 +350,13 @@ describe('LogStream', () => {
 		await settle();
 		server.write(6, 9);
 		server.failFetch = true;
-		server.finish('succeeded');
+		server.finish(status);
 		await settle();
+		return { server, h };
+	}
+
+	it('retries the last backfill of a finished run, then calls the log complete', async () => {
+		const { server, h } = await finishWhileRestIsDown('succeeded');
 		expect(h.last().kind).not.toBe('finished'); // not "complete" while lines 6..9 are missing
 		await vi.advanceTimersByTimeAsync(1500); // two failed retries
 		server.failFetch = false;
@@ -361,15 +367,7 @@ describe('LogStream', () => {
 	});
 
 	it('says the log is incomplete when the last backfill of a finished run keeps failing', async () => {
-		const server = new FakeServer();
-		server.write(1, 5);
-		const h = harness(server);
-		await h.stream.start();
-		server.status('SUBSCRIBED');
-		await settle();
-		server.write(6, 9);
-		server.failFetch = true;
-		server.finish('failed');
+		const { server, h } = await finishWhileRestIsDown('failed');
 		await vi.advanceTimersByTimeAsync(20_000);
 		expectDense(h.got, 5);
 		const last = h.last();
