@@ -345,20 +345,16 @@ class Authorizer:
         """One read-only transaction, one pipeline: the snapshot, then per group its role and
         claims and the question. Every later statement's snapshot shows at least what the first
         one's does, in any isolation level."""
-        plan: list[
-            tuple[str, list[tuple[sql.Composed | sql.SQL, list[Any], Callable[[Any], list[int]]]]]
-        ] = []
+        plan: list[tuple[str, list[_Statement]]] = []
         for name, _claims, candidates, unknown in chunk:
             by_table: dict[tuple[str, str, bool], list[int]] = {}
             for i in unknown:
                 c = candidates[i]
                 by_table.setdefault((c.schema, c.table, c.deleted), []).append(i)
-            statements: list[_Statement] = []
-            for (schema, table, deleted), idxs in by_table.items():
-                query, params, _idxs, pick = self._statement(
-                    schema, table, deleted, [candidates[i] for i in idxs], idxs
-                )
-                statements.append((query, params, pick))
+            statements = [
+                self._statement(schema, table, deleted, [candidates[i] for i in idxs], idxs)
+                for (schema, table, deleted), idxs in by_table.items()
+            ]
             plan.append((name, statements))
         visible: dict[str, set[int]] = {name: set() for name, _s in plan}
         self.queries += 1
@@ -384,7 +380,7 @@ class Authorizer:
     @staticmethod
     def _statement(
         schema: str, table: str, deleted: bool, cands: list[Candidate], idxs: list[int]
-    ) -> tuple[sql.Composed | sql.SQL, list[Any], list[int], Callable[[Any], list[int]]]:
+    ) -> _Statement:
         query: sql.Composed | sql.SQL
         if deleted:
             # The row is gone; decide by what it belonged to.
@@ -417,7 +413,7 @@ class Authorizer:
         def pick(rows: Any) -> list[int]:
             return [idxs[int(r[0]) - 1] for r in rows]
 
-        return query, params, idxs, pick
+        return query, params, pick
 
 
 _TYPES = {"int2", "int4", "int8", "uuid", "text", "varchar", "numeric", "bool", "timestamptz", "date"}

@@ -299,11 +299,8 @@ class Hub:
         row = row or {}
         pk_column = info.primary_key[0] if info and len(info.primary_key) == 1 else "id"
         pk_type = info.columns.get(pk_column, "int8") if info else "int8"
-        run_id: str | None = None
-        if (change.schema, change.table) == ("public", "run_logs"):
-            run_id = _str(row.get("run_id"))
-        elif (change.schema, change.table) == ("public", "workflow_runs"):
-            run_id = _str(row.get("id"))
+        run_column = _RUN_COLUMN.get((change.schema, change.table))
+        run_id = _str(row.get(run_column)) if run_column is not None else None
         return Candidate(
             schema=change.schema,
             table=change.table,

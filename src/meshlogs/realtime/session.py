@@ -48,7 +48,7 @@ from meshlogs.protocol.phoenix import Frame, Opcode
 from meshlogs.protocol.wsframes import encode_frames
 from meshlogs.realtime.claims import Claims
 from meshlogs.realtime.subscriptions import Subscription
-from meshlogs.realtime.token_errors import join_error, refresh_error
+from meshlogs.realtime.token_errors import expired_message, join_error, refresh_error
 
 if TYPE_CHECKING:
     from meshlogs.realtime.gateway import Gateway
@@ -279,8 +279,7 @@ class Session:
         for handle in list(self.channels.values()):
             exp = handle.claims.expires_at
             if exp is not None and now_wall >= exp:
-                ago = int(now_wall - exp)
-                reason = f"Token has expired {ago} seconds ago"
+                reason = expired_message(now_wall - exp)
                 if self.conn.close_channel(handle.topic, reason, join_ref=handle.join_ref):
                     self.drop_channel(handle)
                     self.flush()
@@ -332,7 +331,7 @@ class Session:
         self._flush_scheduled = False
         if not self._out:
             return
-        frames = list(self._out)
+        frames, size = list(self._out), self._pending
         self._out.clear()
         self._pending = 0
         transport = self._transport
@@ -340,7 +339,7 @@ class Session:
             return
         transport.write(encode_frames(frames))
         self.frames_sent += len(frames)
-        self.bytes_sent += sum(len(f.data) for f in frames)
+        self.bytes_sent += size
 
     async def close(self, code: int, reason: str, *, timeout: float = 2.0) -> None:
         """Close with a code and reason; abort the transport if the client does not answer in time

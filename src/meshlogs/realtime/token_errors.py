@@ -12,7 +12,7 @@ import time
 
 from meshlogs.errors import TokenError
 
-__all__ = ["connect_error", "join_error", "refresh_error"]
+__all__ = ["connect_error", "expired_message", "join_error", "refresh_error"]
 
 _CONNECT = {
     "expired": "Token has expired",
@@ -27,13 +27,17 @@ def connect_error(exc: TokenError) -> str:
     return _CONNECT.get(exc.reason, _MALFORMED)
 
 
+def expired_message(seconds_ago: float) -> str:
+    """Supabase's words for a token that expired (a refused join, or a channel closed by expiry)."""
+    return f"Token has expired {max(0, int(seconds_ago))} seconds ago"
+
+
 def join_error(exc: TokenError, now: float | None = None) -> str:
     """The ``reason`` of a refused ``phx_join`` (or a ``system`` error on a token refresh)."""
     if exc.reason == "expired":
         if exc.expired_at is None:
             return "InvalidJWTToken: Token has expired"
-        ago = max(0, int((time.time() if now is None else now) - exc.expired_at))
-        return f"InvalidJWTToken: Token has expired {ago} seconds ago"
+        return "InvalidJWTToken: " + expired_message((time.time() if now is None else now) - exc.expired_at)
     if exc.reason == "missing_claims":
         return "InvalidJWTToken: Fields `role` and `exp` are required in JWT"
     if exc.reason == "signature":

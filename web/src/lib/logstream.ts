@@ -20,6 +20,7 @@ import {
 	AuthLostError,
 	ensureAuth,
 	openChannel,
+	realClock,
 	ResilientChannel,
 	type Clock,
 	type ConnState,
@@ -169,7 +170,7 @@ export class LogStream {
 	private tailTimer: unknown = null;
 	private readonly pageSize: number;
 	private readonly tailCheckMs: number;
-	private readonly clock: Clock | undefined;
+	private readonly clock: Clock;
 
 	constructor(
 		readonly runId: string,
@@ -179,7 +180,7 @@ export class LogStream {
 	) {
 		this.pageSize = opts.pageSize ?? PAGE_SIZE;
 		this.tailCheckMs = opts.tailCheckMs ?? 30_000;
-		this.clock = deps.clock;
+		this.clock = deps.clock ?? realClock;
 	}
 
 	/** Load the run's lines and, unless it is over, follow it live. */
@@ -414,11 +415,7 @@ export class LogStream {
 	}
 
 	private sleep(ms: number): Promise<void> {
-		const clock = this.clock;
-		return new Promise((resolve) => {
-			if (clock) clock.setTimeout(resolve, ms);
-			else setTimeout(resolve, ms);
-		});
+		return new Promise((resolve) => this.clock.setTimeout(resolve, ms));
 	}
 
 	private onConnState(s: ConnState): void {
@@ -440,19 +437,17 @@ export class LogStream {
 	private scheduleTail(): void {
 		this.cancelTail();
 		if (!this.tailCheckMs || this.stopped || this.finished) return;
-		const clock = this.clock;
 		const fire = () => {
 			this.tailTimer = null;
 			if (this.state.kind === 'live') void this.restore('tail');
 			this.scheduleTail();
 		};
-		this.tailTimer = clock ? clock.setTimeout(fire, this.tailCheckMs) : setTimeout(fire, this.tailCheckMs);
+		this.tailTimer = this.clock.setTimeout(fire, this.tailCheckMs);
 	}
 
 	private cancelTail(): void {
 		if (this.tailTimer === null) return;
-		if (this.clock) this.clock.clearTimeout(this.tailTimer);
-		else clearTimeout(this.tailTimer as ReturnType<typeof setTimeout>);
+		this.clock.clearTimeout(this.tailTimer);
 		this.tailTimer = null;
 	}
 }
