@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -74,12 +74,6 @@ class Histogram:
     def add(self, us: int) -> None:
         self.counts[bucket_of(us)] += 1
         self.n += 1
-        if us > self.max_us:
-            self.max_us = us
-
-    def add_many(self, us: int, count: int) -> None:
-        self.counts[bucket_of(us)] += count
-        self.n += count
         if us > self.max_us:
             self.max_us = us
 
@@ -175,6 +169,21 @@ def _cpu(proc: psutil.Process, *, children: bool = False) -> float:
     if children:
         total += t.children_user + t.children_system
     return float(total)
+
+
+def log(message: str) -> None:
+    """A timestamped progress line on stderr (stdout carries the results)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def postmaster_pid(conn: Any) -> int | None:
+    """The postmaster of the server ``conn`` (a psycopg connection) talks to: its backend's parent."""
+    row = conn.execute("select pg_backend_pid()").fetchone()
+    try:
+        parent = psutil.Process(int(row[0])).parent() if row else None
+    except psutil.Error:
+        return None
+    return parent.pid if parent is not None else None
 
 
 class CpuMeter:
@@ -353,12 +362,6 @@ class ServerProcess:
                 out[name] = float(value)
         return out
 
-    def log_count(self, needle: str) -> int:
-        try:
-            return self.log_path.read_text(errors="replace").count(needle)
-        except OSError:
-            return 0
-
 
 # -- orchestrator <-> child process commands ----------------------------------------------------------
 
@@ -470,9 +473,3 @@ def raise_nofile_limit(wanted: int = 1 << 20) -> int:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-@contextlib.contextmanager
-def timer() -> Iterator[Callable[[], float]]:
-    t0 = time.monotonic()
-    yield lambda: time.monotonic() - t0

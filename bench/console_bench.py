@@ -56,7 +56,7 @@ import psutil
 import psycopg
 from playwright.sync_api import Browser, CDPSession, Page, ViewportSize, sync_playwright
 
-from _gateway_kit import CpuMeter, ServerProcess
+from _gateway_kit import CpuMeter, ServerProcess, log, postmaster_pid
 from meshlogs.db.embedded import EmbeddedPostgres, start_embedded
 from meshlogs.db.migrate import apply_migrations
 from meshlogs.store.users import create_user
@@ -113,10 +113,6 @@ INSTRUMENT_JS = """
   requestAnimationFrame(frame);
 })();
 """
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,18 +311,9 @@ class Bench:
             k: v for k, v in self.server.env.items() if not k.startswith("MESHLOGS_") or k in ours
         }
         self.server.start(timeout=self.args.timeout)
-        self.meter = CpuMeter(self._postmaster_pid())
+        self.meter = CpuMeter(postmaster_pid(self.admin))
         self.meter.set_group("server", [self.server.pid])
         self.meter.set_group("bench", [os.getpid()])
-
-    def _postmaster_pid(self) -> int | None:
-        assert self.admin is not None
-        row = self.admin.execute("select pg_backend_pid()").fetchone()
-        try:
-            parent = psutil.Process(int(row[0])).parent() if row else None
-        except psutil.Error:
-            return None
-        return parent.pid if parent is not None else None
 
     def teardown(self) -> None:
         if self.server is not None:

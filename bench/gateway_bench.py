@@ -64,7 +64,16 @@ from typing import Any
 import psutil
 import psycopg
 
-from _gateway_kit import CpuMeter, Histogram, Peer, ServerProcess, merge_sparse, raise_nofile_limit
+from _gateway_kit import (
+    CpuMeter,
+    Histogram,
+    Peer,
+    ServerProcess,
+    log,
+    merge_sparse,
+    postmaster_pid,
+    raise_nofile_limit,
+)
 from _gateway_report import render
 from _gateway_seed import Audience, Seeder, claims, tokens
 from _loadclient import client_main
@@ -112,10 +121,6 @@ SERVER_METRICS = {
     "slow_consumers": "meshlogs_realtime_slow_consumer_disconnects_total",
     "transactions": "meshlogs_capture_transactions_total",
 }
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,7 +243,7 @@ class GatewayBench:
             self.url = self.pg.url
         apply_migrations(self.url)
         self.admin = psycopg.connect(self.url, autocommit=True)
-        self.meter = CpuMeter(self._postmaster_pid())
+        self.meter = CpuMeter(postmaster_pid(self.admin))
         self.meter.set_group("bench", [os.getpid()])
         self.seed()
         log(f"starting {self.args.clients} client process(es) and the writer")
@@ -264,7 +269,7 @@ class GatewayBench:
         if len(cpus) < 2:
             raise SystemExit("--split-cores needs at least 2 CPUs")
         db, rest = {cpus[0]}, set(cpus[1:])
-        postmaster = self._postmaster_pid()
+        postmaster = postmaster_pid(self.admin)
         if postmaster is None:
             raise SystemExit("--split-cores: cannot find the postmaster")
         root = psutil.Process(postmaster)
@@ -279,15 +284,6 @@ class GatewayBench:
         assert self.server is not None
         self.server.affinity = rest
         log(f"split cores: Postgres and the writer on CPU {cpus[0]}, the rest on {sorted(rest)}")
-
-    def _postmaster_pid(self) -> int | None:
-        assert self.admin is not None
-        row = self.admin.execute("select pg_backend_pid()").fetchone()
-        try:
-            parent = psutil.Process(int(row[0])).parent() if row else None
-        except psutil.Error:
-            return None
-        return parent.pid if parent is not None else None
 
     def teardown(self) -> None:
         if self.server is not None:

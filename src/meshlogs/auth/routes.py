@@ -47,6 +47,7 @@ from meshlogs.auth.ratelimit import RateLimiter
 from meshlogs.auth.tokens import mint_access_token, verify_token
 from meshlogs.errors import TokenError
 from meshlogs.server.apikey import require_apikey
+from meshlogs.server.bodies import has_nul
 from meshlogs.server.keys import JWT_SECRET, POOL, SETTINGS
 
 __all__ = ["add_routes"]
@@ -229,7 +230,7 @@ async def signup(request: web.Request) -> web.StreamResponse:
         raise AuthError(400, "phone_provider_disabled", "Phone signups are disabled")
     email = _validate_email(email)
     data = body.get("data") or {}
-    if not isinstance(data, dict) or len(orjson.dumps(data)) > MAX_METADATA_BYTES or _has_nul(data):
+    if not isinstance(data, dict) or len(orjson.dumps(data)) > MAX_METADATA_BYTES or has_nul(data):
         raise AuthError(
             400, "validation_failed", f"data must be a JSON object of at most {MAX_METADATA_BYTES} bytes"
         )
@@ -246,16 +247,6 @@ async def signup(request: web.Request) -> web.StreamResponse:
             conn, user.id, user_agent=request.headers.get("User-Agent"), ip=request.remote
         )
     return _issue(request, user, session_id, refresh)
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 @_auth_errors

@@ -45,6 +45,7 @@ from meshlogs.rest.query import (
     resolve_window,
 )
 from meshlogs.server.apikey import require_apikey
+from meshlogs.server.bodies import has_nul
 from meshlogs.server.keys import JWT_SECRET, POOL, SETTINGS
 
 __all__ = ["CATALOG", "add_routes"]
@@ -228,16 +229,6 @@ async def _read_json_body(request: web.Request) -> Any:
         return orjson.loads(raw) if raw.strip() else None
     except orjson.JSONDecodeError:
         raise invalid_body("Empty or invalid json") from None
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 # ---------------------------------------------------------------------------------------------- reads
@@ -540,7 +531,7 @@ async def insert_rows(request: web.Request) -> web.StreamResponse:
         payload = [payload]
     if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
         raise invalid_body("Empty or invalid json")
-    if _has_nul(payload):
+    if has_nul(payload):
         raise _NUL_ERROR
     columns = _columns_param(request, table)
     if columns is None:
@@ -569,7 +560,7 @@ async def update_rows(request: web.Request) -> web.StreamResponse:
     payload = await _read_json_body(request)
     if not isinstance(payload, dict):
         raise invalid_body("Empty or invalid json")
-    if _has_nul(payload):
+    if has_nul(payload):
         raise _NUL_ERROR
     columns = _columns_param(request, table) or list(payload.keys())
     _check_keys(table, columns)
@@ -669,7 +660,7 @@ async def call_function(request: web.Request) -> web.StreamResponse:
         payload = {}
     if not isinstance(payload, dict):
         raise not_implemented_error("RPC bodies must be a JSON object of named arguments")
-    if _has_nul(payload):
+    if has_nul(payload):
         raise _NUL_ERROR
     function = _choose_function(await _cache(request).functions(name), name, set(payload))
     stmt = sqlbuild.rpc_sql(function, payload)

@@ -108,8 +108,6 @@ class Follower:
         self.login: LoginSession | None = None
         self._refresh_due = float("inf")
         self.generation = 0
-        self.printed = 0
-        self.received = 0
 
     # -- top level ----------------------------------------------------------------------------------
 
@@ -257,7 +255,6 @@ class Follower:
                 return event.reason
 
     def _take_live(self, event: LiveRow) -> None:
-        self.received += 1
         try:
             row = parse_row(event.record)
         except ValueError:
@@ -337,7 +334,6 @@ class Follower:
         if shown:
             self.out.write("".join(shown))
             self.out.flush()
-            self.printed += len(shown)
 
     def _status(self, message: str) -> None:
         self.err.write(f"meshlogs: {message}\n")

@@ -84,7 +84,6 @@ class LiveChannel:
         self.events = events
         self.generation = generation
         self._client: Any = None
-        self._subscribed = False
         self._lost = False
 
     async def open(self) -> None:
@@ -137,7 +136,6 @@ class LiveChannel:
         except TimeoutError:
             raise Unavailable("no answer to the channel join") from None
         if name == "SUBSCRIBED":
-            self._subscribed = True
             if not client.is_connected:  # lost between the reply and now
                 self._report_lost("socket closed")
             return

@@ -21,6 +21,8 @@ from typing import Any, Final
 
 import orjson
 
+from meshlogs.ansi import ANSI_ESCAPE
+
 __all__ = [
     "LEVELS",
     "FINAL_STATUSES",
@@ -38,7 +40,7 @@ _LEVEL_ALIASES: Final = {"warning": "warn", "err": "error", "information": "info
 #: Run statuses after which no more lines are expected, and the exit code each maps to.
 FINAL_STATUSES: Final = {"succeeded": 0, "failed": 1, "canceled": 1}
 
-_ANSI: Final = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -Z\\-~])")
+_ANSI: Final = ANSI_ESCAPE
 _SGR: Final = re.compile(r"\x1b\[[0-9;:]*m")
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _UNSAFE: Final = re.compile(f"{_ANSI.pattern}|{_CONTROL.pattern}")

@@ -40,14 +40,12 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from meshlogs.ansi import ANSI_ESCAPE  # masking's public name for it too
+
 __all__ = ["ANSI_ESCAPE", "DEFAULT_MIN_SECRET_LENGTH", "MASK", "SecretMasker"]
 
 MASK = "***"
 DEFAULT_MIN_SECRET_LENGTH = 4
-
-#: ECMA-48 escape sequences as terminals and log viewers interpret them: CSI (``ESC [`` params,
-#: intermediates, final byte), OSC (``ESC ]`` ... BEL or ``ESC \\``), and two-byte ``ESC`` + Fe/Fp/Fs.
-ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -Z\\-~])")
 
 
 def _normalize(secret: str) -> str:
