@@ -341,3 +341,14 @@ async def test_live_writes_slow_the_indexer_down_and_it_still_catches_up(
         while (indexer.lines_indexed, indexer.failures) != (complete, 0):
             assert time.monotonic() < deadline, (indexer.lines_indexed, written)
             await asyncio.sleep(0.05)
+
+
+def test_deleting_a_run_deletes_its_search_chunks(world: World, db: psycopg.Connection[Any]) -> None:
+    """The chunks hold a copy of the log text: they go with the run (migration 0013)."""
+    fill(db, world.run_a, 998, 1)  # 1000 lines with the world's two
+    fill(db, world.run_b, 999, 1)
+    assert index_all(db) == 1000 + 1000
+    db.execute("delete from workflow_runs where id = %s", (world.run_a,))
+    per_run = "select run_id::text, count(*) from {} group by run_id"
+    assert dict(db.execute(per_run.format("meshlogs.run_log_chunks")).fetchall()) == {world.run_b: 5}
+    assert dict(db.execute(per_run.format("meshlogs.run_log_search_state")).fetchall()) == {world.run_b: 1}

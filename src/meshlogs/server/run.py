@@ -71,7 +71,6 @@ async def run_until_signal(
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``on_ready(port)`` runs once the port is bound."""
     app = create_app(settings, database_url, jwt_secret)
-    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -79,6 +78,7 @@ async def run_until_signal(
     try:
         async with serve_app(app, settings.host, settings.port) as port:
             log.info("meshlogs listening on http://%s:%s", settings.host, port)
+            tune_gc()  # after startup, so the pool, the gateway and the hub are frozen as well
             if on_ready is not None:
                 result = on_ready(port)
                 if result is not None:
