@@ -192,28 +192,28 @@ def users_add(ctx: click.Context, email: str, password: str | None, database_url
 @click.option(
     "--rate",
     type=click.FloatRange(min=0.1),
-    default=200.0,
+    default=SimulatorConfig.rate,
     show_default=True,
     help="Lines per second, at most, across the simulated webhook runs.",
 )
 @click.option(
     "--runs",
     type=click.IntRange(min=0, max=50),
-    default=4,
+    default=SimulatorConfig.runs,
     show_default=True,
     help="Simulated webhook runs in flight at a time.",
 )
 @click.option(
     "--long-run-lines",
     type=click.IntRange(min=0),
-    default=120_000,
+    default=SimulatorConfig.long_run_lines,
     show_default=True,
     help="Lines in each long run (0: no long runs).",
 )
 @click.option(
     "--long-run-rate",
     type=click.FloatRange(min=1),
-    default=500.0,
+    default=SimulatorConfig.long_run_rate,
     show_default=True,
     help="Lines per second of the long run.",
 )

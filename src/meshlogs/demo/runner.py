@@ -81,7 +81,9 @@ async def _serve(
 
         async def ready(port: int) -> None:
             await simulator.start()
-            want = 1 + (1 if options.simulator.runs else 0)
+            # The first webhook run and the long run, for those that are on.
+            cfg = options.simulator
+            want = min(cfg.runs, 1) + (1 if cfg.long_run_lines > 0 else 0)
             await simulator.wait_for_runs(want, timeout=10)
             console = f"http://{settings.host}:{port}"
             echo(_banner(settings, console, url, secret, simulator))
